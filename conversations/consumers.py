@@ -1,0 +1,223 @@
+"""The chat websocket: a thin adapter between a browser tab and the hub.
+
+A socket serves one conversation page. It never owns a generation: it asks the hub to start
+one, follows it (locally, or through the channel layer when another process runs it), and
+relays frames. Frame shapes are documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import frames, groups, runner, selectors, services
+from .errors import ChatError
+from .hub import Hub, get_hub
+from .models import Conversation, Message
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 1_000_000
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    hub: Hub
+    conversation: Conversation
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        conversation = await self._get_conversation(user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if conversation is None:
+            await self.close(code=4404)
+            return
+        self.user = user
+        self.conversation = conversation
+        self.group = groups.user_group(user.pk)
+        self.following: set[str] = set()
+        self.remote: dict[str, str] = {}  # generation id -> the hub channel we follow it through
+        self.ended: set[str] = set()
+        self.hub = get_hub()
+        await self.hub.ensure_listening()
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "hello", "conversation_id": conversation.pk})
+
+    async def disconnect(self, code: int) -> None:
+        if not hasattr(self, "hub"):
+            return
+        for gid in tuple(self.following):
+            self.hub.unfollow(gid, self)
+        for gid, hub_channel in self.remote.items():
+            await self.channel_layer.send(hub_channel, {"type": "hub.unfollow", "generation_id": gid, "reply_channel": self.channel_name})
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    # --- client → server ---------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        data: Any = {}
+        try:
+            if text_data is None or len(text_data) > MAX_FRAME_BYTES:
+                raise ChatError("bad_frame", "That message is too large to send.")
+            try:
+                data = json.loads(text_data)
+            except ValueError:
+                raise ChatError("bad_frame", "The server could not read that request.") from None
+            if not isinstance(data, dict):
+                raise ChatError("bad_frame", "The server could not read that request.")
+            handler = self._commands.get(str(data.get("type")))
+            if handler is None:
+                raise ChatError("unknown_command", "Unknown request.")
+            await handler(self, data)
+        except ChatError as exc:
+            await self.send_json({"type": "error", "code": exc.code, "message": exc.message, "client_id": _client_id(data if isinstance(data, dict) else {})})
+
+    async def cmd_send(self, data: dict[str, Any]) -> None:
+        user_message, reply, spec = await self._db(services.message_send, conversation=self.conversation, content=data.get("content"), runner=self.hub.channel_name)
+        await self._announce_created(data, reply, user_message)
+        runner.start(self.hub, spec)
+        await self._follow(str(spec.generation_id), 0)
+
+    async def cmd_regenerate(self, data: dict[str, Any]) -> None:
+        reply, spec = await self._db(services.reply_regenerate, conversation=self.conversation, message_id=_int(data.get("message_id")), runner=self.hub.channel_name)
+        await self._announce_created(data, reply, None)
+        runner.start(self.hub, spec)
+        await self._follow(str(spec.generation_id), 0)
+
+    async def cmd_stop(self, data: dict[str, Any]) -> None:
+        gid = str(data.get("generation_id", ""))
+        if self._local_run(gid) is not None:
+            self.hub.stop(gid)
+            return
+        message = await self._db(_streaming_reply, conversation_id=self.conversation.pk, generation_id=gid)
+        if message is None:
+            raise ChatError("not_running", "That reply has already finished.")
+        if message.runner:
+            await self.channel_layer.send(message.runner, {"type": "hub.stop", "generation_id": gid})
+
+    async def cmd_follow(self, data: dict[str, Any]) -> None:
+        await self._follow(str(data.get("generation_id", "")), max(0, _int(data.get("offset"))))
+
+    async def cmd_ping(self, data: dict[str, Any]) -> None:
+        await self.send_json({"type": "pong"})
+
+    _commands = {"send": cmd_send, "regenerate": cmd_regenerate, "stop": cmd_stop, "follow": cmd_follow, "ping": cmd_ping}
+
+    # --- following a generation ----------------------------------------------------------
+
+    async def _follow(self, gid: str, offset: int) -> None:
+        if gid in self.ended or gid in self.following or gid in self.remote:
+            return
+        if self._local_run(gid) is not None and await self.hub.follow(gid, self, offset):
+            self.following.add(gid)
+            return
+        message = await self._db(_reply_by_generation, conversation_id=self.conversation.pk, generation_id=gid)
+        if message is None:
+            raise ChatError("not_found", "That reply does not exist.")
+        if message.status == Message.Status.STREAMING and message.runner and message.runner != self.hub.channel_name:
+            self.remote[gid] = message.runner
+            await self.channel_layer.send(message.runner, {"type": "hub.follow", "generation_id": gid, "offset": offset, "reply_channel": self.channel_name})
+            return
+        if message.status != Message.Status.STREAMING:
+            await self._send_end(frames.end(message=message, conversation_title=self.conversation.title))
+
+    def _local_run(self, gid: str):
+        run = self.hub.get(gid)
+        return run if run is not None and run.spec.conversation_id == self.conversation.pk else None
+
+    async def deliver(self, frame: str, *, final: bool, generation_id: str) -> None:
+        """Called by the hub (or relayed from another process) with a prebuilt frame."""
+        if final:
+            if generation_id in self.ended:
+                return
+            self.ended.add(generation_id)
+            self.following.discard(generation_id)
+            self.remote.pop(generation_id, None)
+        await self.send(text_data=frame)
+
+    async def _send_end(self, end: dict[str, Any]) -> None:
+        await self.deliver(frames.dumps(end), final=True, generation_id=end["generation_id"])
+
+    async def _announce_created(self, data: dict[str, Any], reply: Message, user_message: Message | None) -> None:
+        self.conversation.title = reply.conversation.title  # the first message names the conversation
+        payload = {
+            "type": "message.created",
+            "client_id": _client_id(data),
+            "conversation_id": self.conversation.pk,
+            "conversation_title": self.conversation.title,
+            "user_message": frames.message_dict(user_message) if user_message else None,
+            "reply": frames.message_dict(reply),
+        }
+        # Our own tab first, so it knows the generation before any delta; then every other socket.
+        await self.send_json(payload)
+        await self.channel_layer.group_send(self.group, {"type": "chat.message_created", "payload": payload, "origin": self.channel_name})
+
+    # --- channel layer events ------------------------------------------------------------
+
+    async def chat_message_created(self, event: dict[str, Any]) -> None:
+        if event.get("origin") == self.channel_name:
+            return
+        payload = event["payload"]
+        await self.send_json(payload)
+        if payload["conversation_id"] == self.conversation.pk and payload["reply"]["generation_id"]:
+            await self._follow(payload["reply"]["generation_id"], 0)
+
+    async def chat_generation_end(self, event: dict[str, Any]) -> None:
+        end = event["end"]
+        if end["conversation_id"] == self.conversation.pk:
+            await self._send_end(end)
+        else:
+            await self.send(text_data=frames.dumps(end))  # another conversation: the sidebar announces it
+
+    async def relay_frame(self, event: dict[str, Any]) -> None:
+        await self.deliver(event["frame"], final=event["final"], generation_id=event["generation_id"])
+
+    async def relay_gone(self, event: dict[str, Any]) -> None:
+        gid = event["generation_id"]
+        self.remote.pop(gid, None)
+        await self._follow(gid, 0)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        await self.send(text_data=frames.dumps(payload))
+
+    async def _db(self, func, **kwargs):
+        # Not thread-sensitive: hundreds of sockets must not queue behind one ORM thread.
+        return await database_sync_to_async(func, thread_sensitive=False)(**kwargs)
+
+    @database_sync_to_async
+    def _get_conversation(self, user, conversation_id: Any) -> Conversation | None:
+        try:
+            return selectors.conversation_get_for_user(user=user, conversation_id=int(conversation_id))
+        except Exception:
+            return None
+
+
+def _reply_by_generation(*, conversation_id: int, generation_id: str) -> Message | None:
+    try:
+        return Message.objects.filter(conversation_id=conversation_id, generation_id=generation_id).first()
+    except Exception:  # a malformed UUID
+        return None
+
+
+def _streaming_reply(*, conversation_id: int, generation_id: str) -> Message | None:
+    message = _reply_by_generation(conversation_id=conversation_id, generation_id=generation_id)
+    return message if message is not None and message.status == Message.Status.STREAMING else None
+
+
+def _client_id(data: dict[str, Any]) -> str:
+    return str(data.get("client_id", ""))[:64]
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ChatError("bad_frame", "The server could not read that request.") from None

@@ -1,0 +1,71 @@
+"""Server→client websocket frames (see docs/protocol.md), built as JSON strings once.
+
+A delta frame is built once per batch and the same string goes to every socket following the
+generation, so the per-socket cost is one websocket write.
+Offsets count Unicode code points of the reply text.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from .models import Message
+from .rendering import render_markdown
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def delta(generation_id: str, offset: int, text: str) -> str:
+    return _dumps({"type": "delta", "generation_id": generation_id, "offset": offset, "text": text})
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    return _dumps(payload)
+
+
+def usage_dict(message: Message) -> dict[str, int]:
+    return {
+        "input_tokens": message.input_tokens,
+        "output_tokens": message.output_tokens,
+        "cache_creation_input_tokens": message.cache_creation_input_tokens,
+        "cache_read_input_tokens": message.cache_read_input_tokens,
+    }
+
+
+def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
+    """A message as clients see it. Streaming replies carry raw text, never HTML, until done."""
+    data: dict[str, Any] = {
+        "id": message.pk,
+        "role": message.role,
+        "status": message.status,
+        "model": message.model,
+        "generation_id": str(message.generation_id) if message.generation_id else None,
+        "parent_id": message.parent_id,
+        "error": message.error,
+        "error_code": message.error_code,
+        "created_at": message.created_at.isoformat() if message.created_at else None,
+    }
+    if message.status == Message.Status.STREAMING:
+        data["text"] = message.content
+    else:
+        data["html"] = render_markdown(message.content) if html else None
+        data["usage"] = usage_dict(message)
+    return data
+
+
+def end(*, message: Message, conversation_title: str) -> dict[str, Any]:
+    """The one final frame of a generation: done, stopped, error or interrupted."""
+    return {
+        "type": "generation.end",
+        "generation_id": str(message.generation_id),
+        "conversation_id": message.conversation_id,
+        "conversation_title": conversation_title,
+        "message": message_dict(message),
+        "content_length": len(message.content),
+    }
+
+
+def generation_id_str(value: uuid.UUID | str) -> str:
+    return str(value)

@@ -1,0 +1,258 @@
+"""The one module that talks to Anthropic.
+
+Knows nothing about Django models: callers pass plain data and get text, usage and
+`LLMError`s back. Clients are built once per process (per event loop for the async one).
+
+The streaming read is deliberately lean. The SDK still builds, authenticates and retries the
+request (`with_streaming_response.create(stream=True)`), but the body is read as SSE lines and
+only text deltas are decoded: the `messages.stream()` helper builds pydantic objects per event,
+which costs ~200 µs of CPU per delta and caps a process near 100 concurrent streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import httpx2
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    def update(self, data: dict[str, Any] | None) -> None:
+        for key, value in (data or {}).items():
+            if hasattr(self, key) and isinstance(value, int):
+                setattr(self, key, value)
+
+
+@dataclass
+class StreamResult:
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = ""
+    text_deltas: int = 0
+
+
+class LLMError(Exception):
+    """A failure talking to Claude, with a message fit to show a person.
+
+    `code` is stable (for the UI and tests), `retryable` tells the runner whether trying
+    again may help, `retry_after` is the server's hint in seconds when it gave one.
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+_HUMAN = {
+    "rate_limited": "Claude is receiving too many requests right now. Please try again in a moment.",
+    "overloaded": "Claude is overloaded right now. Please try again in a moment.",
+    "upstream_error": "Claude's service had an internal error. Please try again.",
+    "timeout": "Claude took too long to answer. Please try again.",
+    "connection": "Could not reach Claude's service. Check the server's network and try again.",
+    "stream_cut": "The connection to Claude dropped while the reply was being written.",
+    "auth": "The server's Anthropic API key was rejected. Ask an administrator to check it.",
+    "permission": "The server's Anthropic account is not allowed to use this model.",
+    "invalid_request": "Claude could not process this request. The conversation may be too long for the model.",
+    "not_found": "The model for this conversation is not available. Ask an administrator.",
+    "too_large": "This conversation is too large to send to Claude.",
+    "unknown": "Something went wrong while talking to Claude. Please try again.",
+}
+
+_ERROR_TYPE_CODES = {
+    "rate_limit_error": "rate_limited",
+    "overloaded_error": "overloaded",
+    "api_error": "upstream_error",
+    "authentication_error": "auth",
+    "permission_error": "permission",
+    "invalid_request_error": "invalid_request",
+    "not_found_error": "not_found",
+    "request_too_large": "too_large",
+}
+_RETRYABLE_CODES = {"rate_limited", "overloaded", "upstream_error", "timeout", "connection", "stream_cut"}
+
+
+def _error(code: str, *, status: int | None = None, retry_after: float | None = None) -> LLMError:
+    return LLMError(code, _HUMAN.get(code, _HUMAN["unknown"]), retryable=code in _RETRYABLE_CODES, retry_after=retry_after, status=status)
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def map_exception(exc: BaseException) -> LLMError:
+    """Translate an SDK/transport exception into the project's error type."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, anthropic.APITimeoutError) or isinstance(exc, httpx2.TimeoutException):
+        return _error("timeout")
+    if isinstance(exc, anthropic.APIConnectionError) or isinstance(exc, httpx2.TransportError):
+        # A transport error after the response started is a cut stream, not a connect failure;
+        # the caller knows which and may re-map it.
+        return _error("connection")
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        code = _error_code_from_body(exc.body)
+        if code is None:
+            code = {429: "rate_limited", 529: "overloaded", 401: "auth", 403: "permission", 404: "not_found", 413: "too_large"}.get(status)
+        if code is None:
+            code = "upstream_error" if status >= 500 else "invalid_request" if status >= 400 else "unknown"
+        return _error(code, status=status, retry_after=_retry_after(exc.response.headers))
+    log.exception("Unexpected error from the Anthropic client", exc_info=exc)
+    return _error("unknown")
+
+
+def _error_code_from_body(body: object) -> str | None:
+    if isinstance(body, dict):
+        err = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(err, dict):
+            return _ERROR_TYPE_CODES.get(str(err.get("type")))
+    return None
+
+
+# --- Clients, built once ------------------------------------------------------------------
+
+_async_clients: dict[tuple, anthropic.AsyncAnthropic] = {}
+_sync_client: anthropic.Anthropic | None = None
+
+
+def _client_kwargs() -> dict[str, Any]:
+    return {
+        # The bundled fake accepts any key; a real deployment sets ANTHROPIC_API_KEY.
+        "api_key": settings.ANTHROPIC_API_KEY or "offline-demo",
+        "base_url": settings.ANTHROPIC_BASE_URL,
+        "timeout": anthropic.Timeout(settings.ANTHROPIC_TIMEOUT, connect=settings.ANTHROPIC_CONNECT_TIMEOUT),
+        "max_retries": settings.ANTHROPIC_MAX_RETRIES,
+    }
+
+
+def async_client() -> anthropic.AsyncAnthropic:
+    """The process's AsyncAnthropic for the running event loop (its pool is loop-bound)."""
+    loop = asyncio.get_running_loop()
+    key = (id(loop), settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_MAX_RETRIES, settings.ANTHROPIC_TIMEOUT)
+    client = _async_clients.get(key)
+    if client is None:
+        client = anthropic.AsyncAnthropic(**_client_kwargs())
+        _async_clients.clear()  # an old loop's client is unusable; drop it rather than leak it
+        _async_clients[key] = client
+    return client
+
+
+def sync_client() -> anthropic.Anthropic:
+    """For Celery tasks and management commands, which are synchronous."""
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = anthropic.Anthropic(**_client_kwargs())
+    return _sync_client
+
+
+def reset_clients() -> None:
+    """Forget built clients (tests change ANTHROPIC_BASE_URL between runs)."""
+    global _sync_client
+    _async_clients.clear()
+    _sync_client = None
+
+
+# --- Calls --------------------------------------------------------------------------------
+
+_TEXT_DELTA = '"text_delta"'
+
+
+async def stream_message(
+    *,
+    model: str,
+    system: str | list[dict[str, Any]] | None,
+    messages: list[dict[str, Any]],
+    max_tokens: int,
+    on_text: Callable[[str], None],
+    result: StreamResult | None = None,
+    extra: dict[str, Any] | None = None,
+) -> StreamResult:
+    """Stream one reply, calling `on_text(chunk)` for every text delta as it arrives.
+
+    Raises `LLMError`. `on_text` runs on the event loop for every delta: keep it cheap.
+    Pass `result` to keep the usage and delta count seen so far when the stream fails.
+    """
+    result = result if result is not None else StreamResult()
+    kwargs: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages, "stream": True}
+    if system:
+        kwargs["system"] = system
+    if extra:
+        kwargs.update(extra)
+    started = False
+    try:
+        async with async_client().messages.with_streaming_response.create(**kwargs) as response:
+            started = True
+            event = ""
+            async for line in response.iter_lines():
+                if not line:
+                    continue
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                    continue
+                if not line.startswith("data:"):
+                    continue
+                if event == "content_block_delta":
+                    if _TEXT_DELTA in line:
+                        text = json.loads(line[5:])["delta"]["text"]
+                        result.text_deltas += 1
+                        on_text(text)
+                elif event == "message_start":
+                    result.usage.update(json.loads(line[5:])["message"].get("usage"))
+                elif event == "message_delta":
+                    data = json.loads(line[5:])
+                    result.usage.update(data.get("usage"))
+                    result.stop_reason = (data.get("delta") or {}).get("stop_reason") or result.stop_reason
+                elif event == "error":
+                    raise _error(_error_code_from_body(json.loads(line[5:])) or "upstream_error", status=200)
+                elif event == "message_stop":
+                    return result
+            # The body ended without message_stop: the stream was cut.
+            raise _error("stream_cut")
+    except LLMError:
+        raise
+    except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        if started and not isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
+            raise _error("stream_cut") from exc
+        raise map_exception(exc) from exc
+    except anthropic.APIError as exc:
+        raise map_exception(exc) from exc
+
+
+def complete(*, model: str, system: str | None, messages: list[dict[str, Any]], max_tokens: int) -> tuple[str, Usage]:
+    """A synchronous, non-streaming call (Celery tasks: titles, summaries)."""
+    kwargs: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
+    if system:
+        kwargs["system"] = system
+    try:
+        message = sync_client().messages.create(**kwargs)
+    except anthropic.APIError as exc:
+        raise map_exception(exc) from exc
+    text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
+    usage = Usage()
+    usage.update(message.usage.model_dump())
+    return text, usage

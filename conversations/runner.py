@@ -1,0 +1,126 @@
+"""One generation, start to finish: call Claude, retry before the first token, persist, announce.
+
+Runs as its own asyncio task in the hub, so a closed tab does not stop it; "stop" cancels it
+explicitly. Whatever happens (done, stopped, upstream failure, cancellation) the reply is
+finished exactly once in the database and every follower gets exactly one final frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from . import frames, groups, llm, services
+from .hub import Hub, Run
+from .models import Conversation, Message
+
+log = logging.getLogger(__name__)
+
+# Before the first token a failed attempt is retried (on top of the SDK's own retries of the
+# HTTP request) while this much time is left; after the first token the partial is kept instead.
+RETRY_BUDGET_SECONDS = 30.0
+
+
+def _backoff(attempt: int, hint: float | None) -> float:
+    if hint is not None and hint > 0:
+        return min(hint, RETRY_BUDGET_SECONDS)
+    return min(0.5 * 2**attempt, 8.0) * (0.75 + random.random() / 4)
+
+
+async def run_generation(hub: Hub, run: Run) -> None:
+    spec = run.spec
+    on_text = hub.appender(run)
+    result = llm.StreamResult()
+    status, error_code, error = Message.Status.COMPLETE, "", ""
+    messages = spec.messages
+    if spec.initial_text:
+        # "Continue": Claude picks up from the kept partial as a prefilled assistant turn.
+        messages = [*messages, {"role": "assistant", "content": spec.initial_text.rstrip()}]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RETRY_BUDGET_SECONDS
+    attempt = 0
+    try:
+        while True:
+            received_before = run.length
+            try:
+                result = llm.StreamResult()
+                await llm.stream_message(
+                    model=spec.model, system=spec.system, messages=messages, max_tokens=spec.max_tokens, on_text=on_text, result=result
+                )
+                if result.stop_reason == "max_tokens":
+                    error_code, error = "max_tokens", "The reply reached the maximum length and was cut off. You can continue it."
+                break
+            except llm.LLMError as exc:
+                delay = _backoff(attempt, exc.retry_after)
+                if exc.retryable and run.length == received_before == len(spec.initial_text) and loop.time() + delay < deadline:
+                    attempt += 1
+                    log.info("Generation %s: %s before the first token, retry %d in %.2fs", run.gid, exc.code, attempt, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                status, error_code, error = Message.Status.ERROR, exc.code, exc.message
+                break
+    except asyncio.CancelledError:
+        if run.stop_requested:
+            status, error_code, error = Message.Status.STOPPED, "", ""
+        else:
+            # The process is shutting down: record what we have; the reaper would do it otherwise.
+            status, error_code = Message.Status.INTERRUPTED, "interrupted"
+            error = "The server stopped while this reply was being written. The text so far is kept; you can retry."
+    except Exception:
+        log.exception("Generation %s crashed", run.gid)
+        status, error_code, error = Message.Status.ERROR, "internal", "Something went wrong on the server while writing this reply."
+    usage = result.usage
+    if status != Message.Status.COMPLETE and usage.output_tokens <= 1:
+        usage.output_tokens = result.text_deltas
+    await asyncio.shield(_finish(hub, run, status=status, usage=usage, stop_reason=result.stop_reason, error_code=error_code, error=error))
+
+
+async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> None:
+    await hub.flush(run)
+    spec = run.spec
+    try:
+        end = await database_sync_to_async(_persist_final, thread_sensitive=False)(
+            run=run, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error
+        )
+    except Exception:
+        log.exception("Could not store the end of generation %s; the reaper will mark it interrupted", run.gid)
+        end = {
+            "type": "generation.end",
+            "generation_id": run.gid,
+            "conversation_id": spec.conversation_id,
+            "conversation_title": "",
+            "message": {"id": spec.message_id, "role": "assistant", "status": Message.Status.ERROR, "generation_id": run.gid,
+                        "html": "", "error": "The reply could not be saved.", "error_code": "internal", "usage": {}},
+            "content_length": run.length,
+        }
+    await hub.finish(run, end)
+    try:
+        await get_channel_layer().group_send(groups.user_group(spec.owner_id), {"type": "chat.generation_end", "end": end})
+    except Exception:
+        log.exception("Could not announce the end of generation %s", run.gid)
+
+
+def _persist_final(*, run: Run, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> dict:
+    spec = run.spec
+    services.generation_finish(
+        message_id=spec.message_id,
+        generation_id=spec.generation_id,
+        content=run.text(),
+        status=status,
+        usage=usage,
+        stop_reason=stop_reason or "",
+        error_code=error_code,
+        error=error,
+    )
+    message = Message.objects.get(pk=spec.message_id)
+    title = Conversation.objects.filter(pk=spec.conversation_id).values_list("title", flat=True).first() or ""
+    return frames.end(message=message, conversation_title=title)
+
+
+def start(hub: Hub, spec: services.GenerationSpec) -> Run:
+    return hub.start(spec, run_generation)
+

@@ -1,0 +1,240 @@
+"""Writes: conversations, messages and the persistence side of generations.
+
+Plain synchronous functions (the async runner calls them through a thread), each a few
+bounded queries. The generation runner writes a reply three ways only: created here at
+start, checkpointed on a timer, finished once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import selectors
+from .errors import ChatError
+from .llm import Usage
+from .models import Conversation, Message, SystemPrompt
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Everything a runner needs to produce one reply, with no ORM objects inside."""
+
+    generation_id: uuid.UUID
+    message_id: int
+    conversation_id: int
+    owner_id: int
+    model: str
+    system: str
+    messages: list[dict[str, Any]] = field(hash=False)
+    max_tokens: int
+    initial_text: str = ""
+
+
+def conversation_create(*, owner: AbstractBaseUser, model: str | None = None, preset_id: int | None = None) -> Conversation:
+    model = model or settings.CHATSITE_DEFAULT_MODEL
+    if model not in settings.CHATSITE_MODELS:
+        raise ChatError("bad_model", "That model is not offered on this server.")
+    preset: SystemPrompt | None
+    if preset_id:
+        preset = selectors.system_prompts_active().filter(pk=preset_id).first()
+        if preset is None:
+            raise ChatError("bad_preset", "That system prompt is not available.")
+    else:
+        preset = selectors.system_prompt_default()
+    return Conversation.objects.create(owner=owner, model=model, preset=preset, system_prompt=preset.text if preset else "")
+
+
+def _title_from(content: str, limit: int = 60) -> str:
+    line = " ".join(content.split())
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0] or line[:limit]
+    return cut + "…"
+
+
+def _validate_content(content: object) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise ChatError("empty", "Type a message first.")
+    if len(content) > settings.CHATSITE_MAX_INPUT_CHARS:
+        raise ChatError(
+            "too_long",
+            f"That message is {len(content):,} characters; the limit is {settings.CHATSITE_MAX_INPUT_CHARS:,}. Shorten it or split it up.",
+        )
+    return content
+
+
+def llm_history(thread: list[Message]) -> list[dict[str, Any]]:
+    """The Messages API payload for a thread: empty turns dropped, same-role turns merged."""
+    history: list[dict[str, Any]] = []
+    for message in thread:
+        text = message.content
+        if not text.strip():
+            continue
+        if history and history[-1]["role"] == message.role:
+            history[-1]["content"] += "\n\n" + text
+        else:
+            history.append({"role": message.role, "content": text})
+    # The API wants the conversation to start with the person.
+    while history and history[0]["role"] != Message.Role.USER:
+        history.pop(0)
+    return history
+
+
+def _start_reply(*, conversation: Conversation, parent: Message, history: list[dict[str, Any]], runner: str) -> tuple[Message, GenerationSpec]:
+    now = timezone.now()
+    reply = Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=conversation.model,
+        generation_id=Message.new_generation_id(),
+        runner=runner,
+        heartbeat_at=now,
+    )
+    conversation.current_leaf = reply
+    conversation.save(update_fields=["current_leaf", "title", "updated_at"])
+    spec = GenerationSpec(
+        generation_id=reply.generation_id,
+        message_id=reply.pk,
+        conversation_id=conversation.pk,
+        owner_id=conversation.owner_id,
+        model=conversation.model,
+        system=conversation.system_prompt,
+        messages=history,
+        max_tokens=settings.CHATSITE_MAX_TOKENS,
+    )
+    return reply, spec
+
+
+def _refuse_if_generating(conversation: Conversation) -> None:
+    if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
+        raise ChatError("busy", "Claude is still answering in this conversation. Wait for the reply to finish or press Stop.")
+
+
+@transaction.atomic
+def message_send(*, conversation: Conversation, content: object, runner: str = "") -> tuple[Message, Message, GenerationSpec]:
+    """Store the person's message and a streaming reply placeholder; return the runner's spec.
+
+    `runner` is the hub channel of the process that will run the reply (for follow/stop).
+
+    Refuses (ChatError "busy") while another reply in the conversation is streaming: one
+    answer at a time keeps the thread linear and the cost predictable.
+    """
+    content = _validate_content(content)
+    # Row lock on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers anyway.
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _refuse_if_generating(conversation)
+    thread = selectors.conversation_thread(conversation=conversation)
+    parent = thread[-1] if thread else None
+    user_message = Message.objects.create(
+        conversation=conversation, parent=parent, role=Message.Role.USER, content=content, status=Message.Status.COMPLETE
+    )
+    if not conversation.title:
+        conversation.title = _title_from(content)
+    reply, spec = _start_reply(conversation=conversation, parent=user_message, history=llm_history([*thread, user_message]), runner=runner)
+    return user_message, reply, spec
+
+
+@transaction.atomic
+def reply_regenerate(*, conversation: Conversation, message_id: int, runner: str = "") -> tuple[Message, GenerationSpec]:
+    """A fresh reply (new generation id) to the person's message above `message_id`."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _refuse_if_generating(conversation)
+    old = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT).first()
+    if old is None or old.parent is None:
+        raise ChatError("not_found", "That reply no longer exists.")
+    thread = selectors.conversation_thread(conversation=conversation)
+    if old not in thread:
+        raise ChatError("not_found", "That reply is not on the visible thread.")
+    upto = thread[: thread.index(old)]
+    return _start_reply(conversation=conversation, parent=old.parent, history=llm_history(upto), runner=runner)
+
+
+# --- Generation persistence (called by the runner) ------------------------------------------
+
+
+def generation_checkpoint(*, items: list[tuple[int, uuid.UUID, str | None]], runner: str) -> None:
+    """Save partial text and a heartbeat for live generations; one statement per changed reply.
+
+    `items` are (message_id, generation_id, content-or-None-if-unchanged). Guarded by the
+    generation id and status so a late checkpoint never overwrites a finished reply.
+    """
+    now = timezone.now()
+    unchanged: list[int] = []
+    with transaction.atomic():
+        for message_id, generation_id, content in items:
+            if content is None:
+                unchanged.append(message_id)
+                continue
+            Message.objects.filter(pk=message_id, generation_id=generation_id, status=Message.Status.STREAMING).update(
+                content=content, heartbeat_at=now, runner=runner
+            )
+        if unchanged:
+            Message.objects.filter(pk__in=unchanged, status=Message.Status.STREAMING).update(heartbeat_at=now, runner=runner)
+
+
+def generation_finish(
+    *,
+    message_id: int,
+    generation_id: uuid.UUID,
+    content: str,
+    status: str,
+    usage: Usage,
+    stop_reason: str = "",
+    error_code: str = "",
+    error: str = "",
+) -> bool:
+    """Write the final state once. Returns False if the reply was already finished elsewhere.
+
+    A reply the reaper marked interrupted (heartbeat looked stale) is still finished by its
+    runner: the runner has the freshest text.
+    """
+    now = timezone.now()
+    updated = Message.objects.filter(
+        pk=message_id, generation_id=generation_id, status__in=[Message.Status.STREAMING, Message.Status.INTERRUPTED]
+    ).update(
+        content=content,
+        status=status,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        stop_reason=stop_reason,
+        error_code=error_code,
+        error=error,
+        heartbeat_at=None,
+        finished_at=now,
+        updated_at=now,
+    )
+    if updated:
+        Conversation.objects.filter(messages__pk=message_id).update(updated_at=now)
+    return bool(updated)
+
+
+def generations_mark_interrupted(*, stale_after: float | None = None, now: datetime | None = None) -> int:
+    """Mark replies whose runner stopped proving it is alive as interrupted, keeping their text.
+
+    Run at start-up and periodically (Celery beat): with several processes, only a stale
+    heartbeat tells that the process running a generation died.
+    """
+    now = now or timezone.now()
+    stale_after = settings.CHATSITE_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
+    cutoff = now - timedelta(seconds=stale_after)
+    return Message.objects.filter(status=Message.Status.STREAMING).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)).update(
+        status=Message.Status.INTERRUPTED,
+        error_code="interrupted",
+        error="The server stopped while this reply was being written. The text so far is kept; you can retry.",
+        heartbeat_at=None,
+        finished_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,70 @@
+"""`make test`: run pytest against a real Redis (the configured one, or an embedded one).
+
+Nothing is skipped for lack of Redis. Extra arguments go to pytest unchanged
+(`make test ARGS="-k stream -x"`), and pytest's exit code is ours.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from devserver import describe_database, load_dotenv  # noqa: E402
+from redis_env import ensure_redis  # noqa: E402
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Database 1 of a shared local Redis: a `make run` worker on database 0 must not consume the
+# Celery tasks the tests enqueue (channel groups are kept apart by CHANNEL_LAYER_PREFIX).
+TEST_REDIS_URL = "redis://127.0.0.1:6379/1"
+TEST_SECRET_KEY = "chatsite-tests-only-not-a-secret"
+
+
+def say(message: str) -> None:
+    print(f"runtests: {message}", flush=True)
+
+
+def test_env(redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=redis_url,
+        CHANNEL_LAYER_PREFIX=f"chatsite-test-{os.getpid()}",
+        SECRET_KEY=TEST_SECRET_KEY,
+        DJANGO_SETTINGS_MODULE="chatsite.settings",
+    )
+    return env
+
+
+def run_pytest(args: list[str], env: dict[str, str]) -> int:
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=BASE_DIR, env=env)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # The terminal sent Ctrl+C to pytest too; let it report and exit on its own.
+            continue
+
+
+def main(args: list[str]) -> int:
+    load_dotenv()
+    url, embedded, redis_description = ensure_redis(os.environ.get("REDIS_URL") or TEST_REDIS_URL)
+    try:
+        say(f"database: {describe_database(os.environ.get('DATABASE_URL'))} (tests get their own test database)")
+        say(f"redis:    {redis_description}")
+        return run_pytest(args, test_env(url))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

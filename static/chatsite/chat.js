@@ -1,0 +1,320 @@
+// The conversation page: one websocket, replies streamed by offset, nothing typed ever lost.
+// Model output reaches the DOM only as text (while streaming) or as the server's sanitised HTML.
+// Frame shapes: docs/protocol.md.
+
+const state = JSON.parse(document.getElementById("chat-state").textContent);
+const thread = document.getElementById("thread");
+const input = document.getElementById("composer-input");
+const form = document.getElementById("composer");
+const sendButton = document.getElementById("send-button");
+const stopButton = document.getElementById("stop-button");
+const connStatus = document.getElementById("conn-status");
+const notice = document.getElementById("notice");
+const sidebar = document.getElementById("conv-list");
+
+const gens = new Map(); // generation id -> {el, body, node, have}
+let socket = null;
+let attempts = 0;
+let everConnected = false;
+let pendingClientId = null;
+let reconnectTimer = null;
+
+// --- text offsets count Unicode code points, like the server ------------------------------
+const SURROGATE = /[\uD800-\uDFFF]/;
+const cpLen = (s) => { if (!SURROGATE.test(s)) return s.length; let n = 0; for (const _ of s) n++; return n; };
+const cpSlice = (s, k) => (SURROGATE.test(s) ? Array.from(s).slice(k).join("") : s.slice(k));
+
+// --- rendering ---------------------------------------------------------------------------
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function nearBottom() {
+  return thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
+}
+function scrollDown(force) {
+  if (force || nearBottom()) thread.scrollTop = thread.scrollHeight;
+}
+
+function addCopyButtons(root) {
+  for (const pre of root.querySelectorAll("pre")) {
+    if (pre.parentElement.classList.contains("code-wrap")) continue;
+    const wrap = el("div", "code-wrap");
+    pre.replaceWith(wrap);
+    wrap.append(pre);
+    const button = el("button", "copy-code", "Copy");
+    button.type = "button";
+    button.addEventListener("click", async () => {
+      const code = pre.innerText;
+      try {
+        await navigator.clipboard.writeText(code);
+      } catch {
+        const ta = el("textarea"); ta.value = code; document.body.append(ta); ta.select(); document.execCommand("copy"); ta.remove();
+      }
+      button.textContent = "Copied";
+      setTimeout(() => (button.textContent = "Copy"), 1500);
+    });
+    wrap.append(button);
+  }
+}
+
+function messageElement(m) {
+  const article = el("article", `msg msg-${m.role} status-${m.status}`);
+  article.dataset.messageId = m.id;
+  article.dataset.role = m.role;
+  if (m.generation_id) article.dataset.generationId = m.generation_id;
+  const role = el("div", "msg-role", m.role === "user" ? "You" : "Claude ");
+  if (m.role === "assistant") role.append(el("span", "msg-model", m.model || ""));
+  article.append(role);
+  const body = el("div", m.status === "streaming" ? "msg-body streaming-text" : "msg-body markdown");
+  article.append(body, el("div", "msg-footer"));
+  if (m.status !== "streaming") finishElement(article, m);
+  return article;
+}
+
+function finishElement(article, m) {
+  article.className = `msg msg-${m.role} status-${m.status}`;
+  const body = article.querySelector(".msg-body");
+  body.className = "msg-body markdown";
+  body.innerHTML = m.html || ""; // sanitised server-side (conversations/rendering.py)
+  addCopyButtons(body);
+  const footer = article.querySelector(".msg-footer");
+  footer.replaceChildren();
+  if (m.error) {
+    const err = el("div", "msg-error", m.error);
+    err.setAttribute("role", "alert");
+    footer.append(err);
+  } else if (m.status === "stopped") {
+    footer.append(el("div", "msg-note", "Stopped."));
+  }
+  if (m.role === "assistant") {
+    const u = m.usage || {};
+    let text = `${u.input_tokens || 0} in · ${u.output_tokens || 0} out`;
+    if (u.cache_creation_input_tokens || u.cache_read_input_tokens) text += ` · cache ${u.cache_creation_input_tokens || 0}w/${u.cache_read_input_tokens || 0}r`;
+    const usage = el("span", "msg-usage", text);
+    usage.title = "input / output / cache write / cache read tokens";
+    const retry = el("button", "linklike msg-regenerate", "Retry");
+    retry.type = "button";
+    retry.dataset.action = "regenerate";
+    footer.append(usage, retry);
+  }
+}
+
+// --- generations -------------------------------------------------------------------------
+function track(gid, article, text) {
+  const body = article.querySelector(".msg-body");
+  body.replaceChildren();
+  const node = document.createTextNode(text || "");
+  body.append(node);
+  const g = { el: article, body, node, have: cpLen(text || "") };
+  gens.set(gid, g);
+  updateBusy();
+  return g;
+}
+
+function onDelta(f) {
+  const g = gens.get(f.generation_id);
+  if (!g) return; // not a reply this page shows (e.g. superseded); ignore
+  const end = f.offset + cpLen(f.text);
+  if (f.offset > g.have) {
+    // A gap (a dropped frame): ask for everything from what we have.
+    send({ type: "follow", generation_id: f.generation_id, offset: g.have });
+    return;
+  }
+  if (end <= g.have) return; // a duplicate
+  const fresh = f.offset === g.have ? f.text : cpSlice(f.text, g.have - f.offset);
+  const stick = nearBottom();
+  g.node.appendData(fresh);
+  g.have = end;
+  if (stick) scrollDown(true);
+}
+
+function onEnd(f) {
+  if (f.conversation_id !== state.conversationId) {
+    setSidebarGenerating(f.conversation_id, false, f.conversation_title);
+    announce(f);
+    return;
+  }
+  const g = gens.get(f.generation_id);
+  const article = g ? g.el : thread.querySelector(`[data-message-id="${f.message.id}"]`);
+  gens.delete(f.generation_id);
+  if (article) {
+    const stick = nearBottom();
+    finishElement(article, f.message);
+    if (stick) scrollDown(true);
+  }
+  setSidebarGenerating(state.conversationId, false, f.conversation_title);
+  updateBusy();
+}
+
+function onCreated(f) {
+  setSidebarGenerating(f.conversation_id, true, f.conversation_title);
+  if (f.conversation_id !== state.conversationId) return;
+  if (f.conversation_title) document.getElementById("conversation-title").textContent = f.conversation_title;
+  // The thread is the parent chain: drop anything after the new message's parent (a retried reply).
+  const parentId = f.user_message ? f.user_message.parent_id : f.reply.parent_id;
+  truncateAfter(parentId);
+  if (f.user_message && !thread.querySelector(`[data-message-id="${f.user_message.id}"]`)) {
+    thread.append(messageElement(f.user_message));
+  }
+  let article = thread.querySelector(`[data-message-id="${f.reply.id}"]`);
+  if (!article) {
+    article = messageElement(f.reply);
+    thread.append(article);
+  }
+  if (!gens.has(f.reply.generation_id)) track(f.reply.generation_id, article, "");
+  if (f.client_id && f.client_id === pendingClientId) {
+    pendingClientId = null;
+    input.value = "";
+    input.disabled = false;
+    clearNotice();
+  }
+  scrollDown(true);
+}
+
+function truncateAfter(parentId) {
+  if (!parentId) return;
+  const parent = thread.querySelector(`[data-message-id="${parentId}"]`);
+  if (!parent) return;
+  while (parent.nextElementSibling) parent.nextElementSibling.remove();
+}
+
+function updateBusy() {
+  const busy = gens.size > 0;
+  stopButton.hidden = !busy;
+  sendButton.hidden = busy;
+}
+
+// --- sidebar and announcements ------------------------------------------------------------
+function setSidebarGenerating(conversationId, on, title) {
+  if (!sidebar) return;
+  const item = sidebar.querySelector(`[data-conversation-id="${conversationId}"]`);
+  if (!item) return;
+  item.classList.toggle("generating", on);
+  if (title) item.querySelector(".conv-title").textContent = title;
+}
+
+function announce(f) {
+  const word = f.message.status === "complete" ? "Reply ready" : `Reply ${f.message.status}`;
+  showNotice(`${word} in “${f.conversation_title || "another conversation"}”.`, `/chat/${f.conversation_id}/`);
+}
+
+function showNotice(text, href) {
+  notice.replaceChildren();
+  if (href) {
+    const a = el("a", "", text);
+    a.href = href;
+    notice.append(a);
+  } else {
+    notice.textContent = text;
+  }
+  notice.hidden = false;
+}
+function clearNotice() {
+  notice.hidden = true;
+  notice.replaceChildren();
+}
+
+// --- the socket --------------------------------------------------------------------------
+function send(frame) {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+  socket.send(JSON.stringify(frame));
+  return true;
+}
+
+function setConn(text, cls) {
+  connStatus.textContent = text;
+  connStatus.className = `conn-status ${cls || ""}`;
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${proto}://${location.host}${state.wsPath}`);
+  socket.addEventListener("open", () => {
+    attempts = 0;
+    setConn("", "");
+    // Resume every reply we show as streaming, from the text we already have.
+    for (const [gid, g] of gens) send({ type: "follow", generation_id: gid, offset: g.have });
+    if (!everConnected && state.pendingMessage) {
+      input.value = state.pendingMessage;
+      submit();
+    }
+    everConnected = true;
+  });
+  socket.addEventListener("message", (event) => {
+    const f = JSON.parse(event.data);
+    switch (f.type) {
+      case "delta": onDelta(f); break;
+      case "generation.end": onEnd(f); break;
+      case "message.created": onCreated(f); break;
+      case "error": onError(f); break;
+      default: break;
+    }
+  });
+  socket.addEventListener("close", (event) => {
+    if (event.code === 4401) { location.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`; return; }
+    if (event.code === 4404) { setConn("This conversation is not available.", "offline"); return; }
+    if (pendingClientId) {
+      // The send may not have reached the server: keep the text and let the person resend.
+      pendingClientId = null;
+      input.disabled = false;
+      showNotice("Connection lost before your message was confirmed. Your text is still in the box.");
+    }
+    const delay = Math.min(10000, 500 * 2 ** attempts) * (0.75 + Math.random() / 2);
+    attempts += 1;
+    setConn(`Offline — reconnecting in ${Math.ceil(delay / 1000)} s…`, "offline");
+    reconnectTimer = setTimeout(connect, delay);
+  });
+}
+
+function onError(f) {
+  if (f.client_id && f.client_id === pendingClientId) {
+    pendingClientId = null;
+    input.disabled = false;
+    input.focus();
+  }
+  showNotice(f.message);
+}
+
+function submit() {
+  const content = input.value;
+  if (!content.trim() || pendingClientId) return;
+  if (content.length > state.maxInputChars) {
+    showNotice(`That message is ${content.length.toLocaleString()} characters; the limit is ${state.maxInputChars.toLocaleString()}.`);
+    return;
+  }
+  const clientId = crypto.randomUUID ? crypto.randomUUID() : String(Math.random());
+  if (!send({ type: "send", content, client_id: clientId })) {
+    showNotice("Not connected right now. Your message is kept; it can be sent once the connection is back.");
+    return;
+  }
+  pendingClientId = clientId;
+  input.disabled = true; // kept (not cleared) until the server confirms it stored the message
+}
+
+form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+input.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+});
+stopButton.addEventListener("click", () => {
+  for (const gid of gens.keys()) send({ type: "stop", generation_id: gid });
+});
+thread.addEventListener("click", (e) => {
+  const button = e.target.closest("[data-action=regenerate]");
+  if (!button) return;
+  const article = button.closest(".msg");
+  send({ type: "regenerate", message_id: Number(article.dataset.messageId), client_id: "" });
+});
+
+// --- start -------------------------------------------------------------------------------
+addCopyButtons(thread);
+if (state.streaming) {
+  const article = thread.querySelector(`[data-message-id="${state.streaming.messageId}"]`);
+  if (article) track(state.streaming.generationId, article, state.streaming.text);
+}
+scrollDown(true);
+connect();

@@ -1,0 +1,238 @@
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.urls import reverse
+
+from accounts.throttle import FAILURE_LIMIT
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct-horse-battery"
+NEW_PASSWORD = "tangerine-volcano-42"
+THROTTLED = "Too many failed log-in attempts. Try again in a few minutes."
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashing_and_clean_cache(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def alice() -> User:
+    return User.objects.create_user("alice", "alice@example.org", PASSWORD)
+
+
+@pytest.fixture
+def bob() -> User:
+    return User.objects.create_user("bob", "bob@example.org", PASSWORD)
+
+
+def _login(client, username: str, password: str):
+    return client.post(reverse("login"), {"username": username, "password": password})
+
+
+def _logged_in_username(client) -> str | None:
+    response = client.get(reverse("password_change"))
+    if response.status_code != 200:
+        return None
+    return response.wsgi_request.user.get_username()
+
+
+# --- sign-up ---------------------------------------------------------------------------------
+
+
+def test_signup_page_shows_form(client):
+    response = client.get(reverse("signup"))
+    assert response.status_code == 200
+    assert b'autocomplete="new-password"' in response.content
+
+
+def test_signup_creates_user_logs_in_and_redirects_to_chat(client):
+    response = client.post(
+        reverse("signup"),
+        {"username": "carol", "email": "carol@example.org", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 302
+    assert response.url == reverse("chat")
+    user = User.objects.get(username="carol")
+    assert user.email == "carol@example.org"
+    assert user.check_password(PASSWORD)
+    assert _logged_in_username(client) == "carol"
+
+
+def test_signup_email_is_optional(client):
+    response = client.post(
+        reverse("signup"), {"username": "carol", "email": "", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 302
+    assert User.objects.get(username="carol").email == ""
+
+
+def test_signup_rejects_duplicate_username(client, alice):
+    response = client.post(
+        reverse("signup"), {"username": "Alice", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert "username" in response.context["form"].errors
+    assert User.objects.count() == 1
+
+
+def test_signup_rejects_duplicate_email_case_insensitively(client, alice):
+    response = client.post(
+        reverse("signup"),
+        {"username": "carol", "email": "ALICE@example.org", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 200
+    assert "email" in response.context["form"].errors
+    assert not User.objects.filter(username="carol").exists()
+
+
+def test_signup_closed_returns_404_and_login_hides_link(client, settings):
+    settings.CHATSITE_SIGNUP_OPEN = False
+    assert client.get(reverse("signup")).status_code == 404
+    response = client.post(
+        reverse("signup"), {"username": "carol", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 404
+    assert not User.objects.filter(username="carol").exists()
+    assert b"No account?" not in client.get(reverse("login")).content
+
+
+def test_login_page_shows_signup_and_reset_links(client):
+    content = client.get(reverse("login")).content.decode()
+    assert "No account?" in content
+    assert "Forgot password?" in content
+    assert reverse("password_reset") in content
+
+
+def test_logged_in_user_visiting_signup_is_redirected_to_chat(client, alice):
+    client.force_login(alice)
+    response = client.get(reverse("signup"))
+    assert response.status_code == 302
+    assert response.url == reverse("chat")
+
+
+# --- log-in and log-out ----------------------------------------------------------------------
+
+
+def test_login_and_logout(client, alice):
+    response = _login(client, "alice", PASSWORD)
+    assert response.status_code == 302
+    assert response.url == reverse("chat")
+    assert _logged_in_username(client) == "alice"
+
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert response.url == reverse("login")
+    assert _logged_in_username(client) is None
+
+
+def test_logout_requires_post(client, alice):
+    client.force_login(alice)
+    assert client.get(reverse("logout")).status_code == 405
+    assert _logged_in_username(client) == "alice"
+
+
+def test_wrong_password_shows_error(client, alice):
+    response = _login(client, "alice", "wrong")
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+    assert _logged_in_username(client) is None
+
+
+def test_throttle_blocks_even_right_password_until_cleared(client, alice):
+    for _ in range(FAILURE_LIMIT):
+        response = _login(client, "alice", "wrong")
+        assert THROTTLED.encode() not in response.content
+
+    response = _login(client, "alice", PASSWORD)
+    assert response.status_code == 200
+    assert THROTTLED.encode() in response.content
+    assert _logged_in_username(client) is None
+
+    cache.clear()
+    assert _login(client, "alice", PASSWORD).status_code == 302
+    assert _logged_in_username(client) == "alice"
+
+
+def test_throttle_is_per_username(client, alice, bob):
+    for _ in range(FAILURE_LIMIT):
+        _login(client, "alice", "wrong")
+    assert _login(client, "bob", PASSWORD).status_code == 302
+
+
+def test_successful_login_resets_failure_count(client, alice):
+    for _ in range(FAILURE_LIMIT - 1):
+        _login(client, "alice", "wrong")
+    assert _login(client, "alice", PASSWORD).status_code == 302
+    client.post(reverse("logout"))
+    for _ in range(FAILURE_LIMIT - 1):
+        _login(client, "alice", "wrong")
+    assert _login(client, "alice", PASSWORD).status_code == 302
+
+
+# --- password change and reset ---------------------------------------------------------------
+
+
+def test_anonymous_user_is_redirected_to_login_for_password_change(client):
+    url = reverse("password_change")
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response.url == f"{reverse('login')}?next={url}"
+
+
+def test_password_change(client, alice):
+    client.force_login(alice)
+    response = client.post(
+        reverse("password_change"),
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+    assert response.status_code == 302
+    assert response.url == reverse("password_change_done")
+    assert client.get(response.url).status_code == 200
+    alice.refresh_from_db()
+    assert alice.check_password(NEW_PASSWORD)
+
+
+def test_password_change_rejects_wrong_old_password(client, alice):
+    client.force_login(alice)
+    response = client.post(
+        reverse("password_change"),
+        {"old_password": "wrong", "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+    )
+    assert response.status_code == 200
+    assert "old_password" in response.context["form"].errors
+    alice.refresh_from_db()
+    assert alice.check_password(PASSWORD)
+
+
+def test_password_reset_email_link_sets_new_password(client, alice, mailoutbox):
+    response = client.post(reverse("password_reset"), {"email": "alice@example.org"})
+    assert response.status_code == 302
+    assert response.url == reverse("password_reset_done")
+    assert len(mailoutbox) == 1
+    assert mailoutbox[0].to == ["alice@example.org"]
+
+    link = re.search(r"https?://[^/\s]+(/\S+)", mailoutbox[0].body).group(1)
+    response = client.get(link, follow=True)  # Django swaps the token for a session key
+    assert response.status_code == 200
+    assert response.context["validlink"]
+    set_password_url = response.redirect_chain[-1][0]
+
+    response = client.post(
+        set_password_url, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    )
+    assert response.status_code == 302
+    assert response.url == reverse("password_reset_complete")
+    assert _login(client, "alice", NEW_PASSWORD).status_code == 302
+
+
+def test_password_reset_for_unknown_email_sends_nothing(client, alice, mailoutbox):
+    response = client.post(reverse("password_reset"), {"email": "nobody@example.org"})
+    assert response.status_code == 302
+    assert mailoutbox == []
