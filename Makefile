@@ -61,4 +61,4 @@ browser:
 
 clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
-	rm -rf .pytest_cache staticfiles var/redis var/celerybeat-schedule*
+	rm -rf .pytest_cache staticfiles var/redis var/celerybeat-schedule* var/test-*.sqlite3*

@@ -15,7 +15,8 @@ VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 # A local .env is a convenience for development; real deployments set the environment.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -85,6 +86,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     if DATABASES["default"]["NAME"] != ":memory:":
         Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # A file, not shared-cache memory: the runner writes from worker threads, and shared-cache
+    # SQLite uses table locks that ignore the busy timeout.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -98,7 +102,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's blocking
+                # BZPOPMIN timeout: reads then fail at random with "Timeout reading". Give it room.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
                 "expiry": 60,
@@ -118,7 +124,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-generations": {
         "task": "conversations.tasks.reap_stale_generations",
-        "schedule": env.float("CHATSITE_REAPER_INTERVAL", default=30.0),
+        "schedule": env.float("CHATSITE_REAPER_INTERVAL", default=10.0),
     },
 }
 
@@ -140,9 +146,12 @@ CHATSITE_MAX_TOKENS = env.int("CHATSITE_MAX_TOKENS", default=4096)
 CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)
 
 # --- Streaming engine -----------------------------------------------------------------------
+# Before the first token, failed attempts are retried (on top of the SDK's own HTTP retries)
+# while this much time is left; after the first token the partial is kept instead.
+CHATSITE_RETRY_BUDGET_SECONDS = env.float("CHATSITE_RETRY_BUDGET_SECONDS", default=30.0)
 CHATSITE_CHECKPOINT_SECONDS = env.float("CHATSITE_CHECKPOINT_SECONDS", default=1.0)
 CHATSITE_DELTA_BATCH_SECONDS = env.float("CHATSITE_DELTA_BATCH_SECONDS", default=0.04)
-CHATSITE_HEARTBEAT_STALE_SECONDS = env.float("CHATSITE_HEARTBEAT_STALE_SECONDS", default=30.0)
+CHATSITE_HEARTBEAT_STALE_SECONDS = env.float("CHATSITE_HEARTBEAT_STALE_SECONDS", default=20.0)
 # Identifies this OS process in heartbeats, so a reaper can tell whose generations died.
 CHATSITE_PROCESS_ID = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -177,7 +186,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.str("STATIC_ROOT", default="") or None
 # Serve straight from the source dirs: no collectstatic step for `make run`.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -8,7 +8,6 @@ Offsets count Unicode code points of the reply text.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from .models import Message
@@ -35,7 +34,11 @@ def usage_dict(message: Message) -> dict[str, int]:
 
 
 def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
-    """A message as clients see it. Streaming replies carry raw text, never HTML, until done."""
+    """A message as clients see it.
+
+    The person's own messages and streaming replies carry raw text (shown with textContent);
+    finished replies carry sanitised HTML.
+    """
     data: dict[str, Any] = {
         "id": message.pk,
         "role": message.role,
@@ -47,7 +50,7 @@ def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
         "error_code": message.error_code,
         "created_at": message.created_at.isoformat() if message.created_at else None,
     }
-    if message.status == Message.Status.STREAMING:
+    if message.role == Message.Role.USER or message.status == Message.Status.STREAMING:
         data["text"] = message.content
     else:
         data["html"] = render_markdown(message.content) if html else None
@@ -66,6 +69,3 @@ def end(*, message: Message, conversation_title: str) -> dict[str, Any]:
         "content_length": len(message.content),
     }
 
-
-def generation_id_str(value: uuid.UUID | str) -> str:
-    return str(value)

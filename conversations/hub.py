@@ -110,7 +110,9 @@ class Hub:
         """Open this process's hub channel (idempotent) and return its name."""
         if self._listener is None or self._listener.done():
             self.layer = get_channel_layer()
-            self.channel_name = await self.layer.new_channel(prefix="hub")
+            # Default prefix on purpose: channels-redis receives every "specific.<client>!" channel of
+            # the process through one BRPOP under one lock; another prefix would starve the sockets.
+            self.channel_name = await self.layer.new_channel()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
         return self.channel_name
 
@@ -122,6 +124,15 @@ class Hub:
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
         return run
+
+    async def close(self) -> None:
+        """Cancel every run and the background tasks (tests; process shutdown)."""
+        tasks = [r.task for r in self.runs.values() if r.task] + [t for t in (self._ticker, self._listener) if t]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # A channel-layer receive can take a while to unwind after cancel; don't hang on it.
+            await asyncio.wait(tasks, timeout=2)
 
     def get(self, generation_id: str) -> Run | None:
         return self.runs.get(generation_id)

@@ -13,6 +13,7 @@ import random
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from . import frames, groups, llm, services
 from .hub import Hub, Run
@@ -20,14 +21,11 @@ from .models import Conversation, Message
 
 log = logging.getLogger(__name__)
 
-# Before the first token a failed attempt is retried (on top of the SDK's own retries of the
-# HTTP request) while this much time is left; after the first token the partial is kept instead.
-RETRY_BUDGET_SECONDS = 30.0
 
 
 def _backoff(attempt: int, hint: float | None) -> float:
     if hint is not None and hint > 0:
-        return min(hint, RETRY_BUDGET_SECONDS)
+        return hint
     return min(0.5 * 2**attempt, 8.0) * (0.75 + random.random() / 4)
 
 
@@ -41,7 +39,7 @@ async def run_generation(hub: Hub, run: Run) -> None:
         # "Continue": Claude picks up from the kept partial as a prefilled assistant turn.
         messages = [*messages, {"role": "assistant", "content": spec.initial_text.rstrip()}]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + RETRY_BUDGET_SECONDS
+    deadline = loop.time() + settings.CHATSITE_RETRY_BUDGET_SECONDS
     attempt = 0
     try:
         while True:

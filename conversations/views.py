@@ -55,7 +55,8 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
     conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
     thread = selectors.conversation_thread(conversation=conversation)
     for message in thread:
-        message.html = "" if message.status == Message.Status.STREAMING else mark_safe(render_markdown(message.content))
+        if message.role == Message.Role.ASSISTANT and message.status != Message.Status.STREAMING:
+            message.html = mark_safe(render_markdown(message.content))
     streaming = next((m for m in thread if m.status == Message.Status.STREAMING), None)
     pending = request.session.get(PENDING_KEY, {})
     first_message = pending.pop(str(conversation.pk), "")

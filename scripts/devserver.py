@@ -183,7 +183,7 @@ def stop_children(children: list[Child]) -> None:
             child.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             say(f"{child.name} did not stop within {STOP_TIMEOUT:.0f} s; killing it")
-        # Also reaps grandchildren (Celery's pool) that outlived their parent.
+        # Also kills grandchildren (Celery's pool, its beat) that outlived their parent.
         signal_group(child, signal.SIGKILL)
         child.process.wait()
 
@@ -207,7 +207,10 @@ def monitored(stack: Stack) -> list[Child]:
 
 
 def died_message(child: Child) -> str:
-    return f"{child.name} exited unexpectedly with code {child.process.returncode}"
+    code = child.process.returncode
+    if code is not None and code < 0:
+        return f"{child.name} was killed by {signal.Signals(-code).name} (exit code {code})"
+    return f"{child.name} exited unexpectedly with code {code}"
 
 
 # --- steps -----------------------------------------------------------------------------------

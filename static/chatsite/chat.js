@@ -69,9 +69,10 @@ function messageElement(m) {
   const role = el("div", "msg-role", m.role === "user" ? "You" : "Claude ");
   if (m.role === "assistant") role.append(el("span", "msg-model", m.model || ""));
   article.append(role);
-  const body = el("div", m.status === "streaming" ? "msg-body streaming-text" : "msg-body markdown");
+  const body = el("div", m.role === "user" || m.status === "streaming" ? "msg-body streaming-text" : "msg-body markdown");
   article.append(body, el("div", "msg-footer"));
-  if (m.status !== "streaming") finishElement(article, m);
+  if (m.role === "user") body.textContent = m.text;
+  else if (m.status !== "streaming") finishElement(article, m);
   return article;
 }
 

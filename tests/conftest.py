@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from tests.fakeserver import FakeAnthropicProcess
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic():
+    """The project's fake Anthropic API in a subprocess; the real SDK talks to it over HTTP."""
+    fake = FakeAnthropicProcess(tps=400).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def llm(fake_anthropic, settings):
+    """Point the app's Anthropic client at the fake, with fast test timings."""
+    from conversations import llm as llm_module
+
+    settings.ANTHROPIC_BASE_URL = fake_anthropic.url
+    settings.ANTHROPIC_API_KEY = "test-key"
+    settings.ANTHROPIC_MAX_RETRIES = 2
+    settings.ANTHROPIC_TIMEOUT = 10.0
+    settings.CHATSITE_CHECKPOINT_SECONDS = 0.2
+    settings.CHATSITE_DELTA_BATCH_SECONDS = 0.02
+    settings.CHATSITE_RETRY_BUDGET_SECONDS = 3.0
+    llm_module.reset_clients()
+    yield fake_anthropic
+    llm_module.reset_clients()
+
+
+@pytest.fixture
+def token() -> str:
+    """A unique marker to route a scripted reply to this test's request only."""
+    return f"tok-{uuid.uuid4().hex[:12]}"
+
+
+def _make_user(username: str):
+    return get_user_model().objects.create_user(username=username, password=f"{username}-pass-123", email=f"{username}@example.com")
+
+
+@pytest.fixture
+def alice(db):
+    return _make_user("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return _make_user("bob")
+
+
+@pytest.fixture
+def charlie(db):
+    return _make_user("charlie")
+
+
+def session_cookie_for(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+class Socket:
+    """A WebsocketCommunicator on the real ASGI app (origin check + session auth included)."""
+
+    def __init__(self, user, conversation_id: int, origin: str = "http://localhost") -> None:
+        self.user = user
+        self.conversation_id = conversation_id
+        self.origin = origin
+        self.comm = None
+        self.frames: list[dict[str, Any]] = []
+
+    async def connect(self) -> tuple[bool, int | None]:
+        from channels.testing import WebsocketCommunicator
+
+        from chatsite.asgi import application
+
+        headers = [(b"origin", self.origin.encode()), (b"host", b"localhost")]
+        if self.user is not None:
+            cookie = await sync_to_async(session_cookie_for)(self.user)
+            headers.append((b"cookie", f"sessionid={cookie}".encode()))
+        self.comm = WebsocketCommunicator(application, f"/ws/conversations/{self.conversation_id}/", headers=headers)
+        connected, code = await self.comm.connect(timeout=5)
+        if connected:
+            hello = await self.receive()
+            assert hello["type"] == "hello"
+        else:
+            # Let the refused consumer finish (its channel-layer receive would outlive the test).
+            await self.comm.disconnect()
+            self.comm = None
+        return connected, code
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.comm.send_to(text_data=json.dumps(frame))
+
+    async def receive(self, timeout: float = 10) -> dict[str, Any]:
+        frame = json.loads(await self.comm.receive_from(timeout=timeout))
+        self.frames.append(frame)
+        return frame
+
+    async def receive_type(self, kind: str, timeout: float = 10) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.receive(timeout=max(0.01, deadline - loop.time()))
+            if frame["type"] == kind:
+                return frame
+
+    async def follow_to_end(self, generation_id: str, timeout: float = 20, have: str = "") -> tuple[str, dict[str, Any]]:
+        """Apply delta frames by offset (as the browser does) until the generation's end frame.
+
+        Frames this socket already received are applied first, then new ones as they come.
+        """
+        text = have
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        backlog = list(self.frames)
+        while True:
+            frame = backlog.pop(0) if backlog else await self.receive(timeout=max(0.01, deadline - loop.time()))
+            if frame.get("generation_id") != generation_id:
+                continue
+            if frame["type"] == "delta":
+                offset = frame["offset"]
+                assert offset <= len(text), f"gap: have {len(text)}, frame starts at {offset}"
+                text = text[:offset] + frame["text"] if offset + len(frame["text"]) > len(text) else text
+            elif frame["type"] == "generation.end":
+                return text, frame
+
+    async def close(self) -> None:
+        if self.comm is not None:
+            await self.comm.disconnect()
+
+
+@pytest.fixture
+async def hub_cleanup():
+    """A fresh channel layer per test loop; cancel the hub's tasks after, so nothing leaks.
+
+    channels-redis keeps receive state (locks, buffers) bound to the loop that first used it.
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    from conversations import hub
+
+    h = hub._hubs.get(id(asyncio.get_running_loop()))
+    if h is not None:
+        await h.close()
