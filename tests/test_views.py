@@ -1,0 +1,121 @@
+"""Chat pages: login required, owner-scoped, safe rendering of stored replies."""
+
+import pytest
+from django.urls import reverse
+
+from conversations import services
+from conversations.models import Conversation, Message, SystemPrompt
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def _reply(conversation, content, status=Message.Status.COMPLETE):
+    user = Message.objects.create(conversation=conversation, role="user", content="question")
+    reply = Message.objects.create(conversation=conversation, parent=user, role="assistant", content=content, status=status)
+    conversation.current_leaf = reply
+    conversation.save()
+    return reply
+
+
+def test_chat_pages_require_login(client, alice):
+    conversation = services.conversation_create(owner=alice)
+    for url in (reverse("chat"), reverse("conversation_detail", args=[conversation.pk])):
+        response = client.get(url)
+        assert response.status_code == 302 and reverse("login") in response["Location"]
+
+
+def test_other_user_cannot_open_conversation_by_url(client, alice, bob):
+    conversation = services.conversation_create(owner=alice)
+    _reply(conversation, "alice's secret")
+    client.force_login(bob)
+    response = client.get(reverse("conversation_detail", args=[conversation.pk]))
+    assert response.status_code == 404
+    assert b"secret" not in response.content
+
+
+def test_other_user_cannot_delete_conversation(client, alice, bob):
+    conversation = services.conversation_create(owner=alice)
+    client.force_login(bob)
+    assert client.post(reverse("conversation_delete", args=[conversation.pk])).status_code == 404
+    assert Conversation.objects.filter(pk=conversation.pk).exists()
+
+
+def test_sidebar_lists_only_own_conversations_newest_first(alice_client, alice, bob):
+    older = services.conversation_create(owner=alice)
+    older.title = "older chat"
+    older.save()
+    newer = services.conversation_create(owner=alice)
+    newer.title = "newer chat"
+    newer.save()
+    theirs = services.conversation_create(owner=bob)
+    theirs.title = "bob's chat"
+    theirs.save()
+    html = alice_client.get(reverse("chat")).content.decode()
+    assert "bob&#x27;s chat" not in html and "bob's chat" not in html
+    assert html.index("newer chat") < html.index("older chat")
+
+
+def test_sidebar_query_count_does_not_grow_with_conversations(alice_client, alice, django_assert_max_num_queries):
+    for i in range(30):
+        services.conversation_create(owner=alice)
+    with django_assert_max_num_queries(8):
+        alice_client.get(reverse("chat"))
+
+
+def test_new_conversation_uses_chosen_preset_and_model(alice_client, alice, settings):
+    preset = SystemPrompt.objects.create(name="Pirate", text="Talk like a pirate.")
+    model = settings.CHATSITE_MODELS[-1]
+    response = alice_client.post(reverse("conversation_new"), {"preset": preset.pk, "model": model, "message": "ahoy"})
+    conversation = Conversation.objects.get(owner=alice)
+    assert response["Location"] == reverse("conversation_detail", args=[conversation.pk])
+    assert conversation.system_prompt == "Talk like a pirate." and conversation.model == model
+    page = alice_client.get(response["Location"]).content.decode()
+    assert '"pendingMessage": "ahoy"' in page  # the first message goes out over the websocket
+
+
+def test_new_conversation_rejects_unknown_model_and_inactive_preset(alice_client, alice):
+    inactive = SystemPrompt.objects.create(name="Old", text="x", is_active=False)
+    alice_client.post(reverse("conversation_new"), {"model": "gpt-4"})
+    alice_client.post(reverse("conversation_new"), {"preset": inactive.pk})
+    assert not Conversation.objects.filter(owner=alice).exists()
+
+
+def test_stored_reply_with_script_payload_renders_inert(alice_client, alice):
+    conversation = services.conversation_create(owner=alice)
+    _reply(conversation, 'Hi <script>alert(1)</script> <img src=x onerror="alert(2)"> [x](javascript:alert(3))')
+    html = alice_client.get(reverse("conversation_detail", args=[conversation.pk])).content.decode()
+    thread = html[html.index('id="thread"'):html.index('id="composer"')]
+    assert "<script>alert" not in thread
+    assert "<img" not in thread
+    assert 'href="javascript' not in thread
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in thread
+
+
+def test_streaming_reply_text_is_passed_as_json_not_html(alice_client, alice):
+    conversation = services.conversation_create(owner=alice)
+    reply = _reply(conversation, "</script><script>alert(1)</script>", status=Message.Status.STREAMING)
+    reply.generation_id = Message.new_generation_id()
+    reply.save()
+    html = alice_client.get(reverse("conversation_detail", args=[conversation.pk])).content.decode()
+    assert "</script><script>alert(1)" not in html
+    assert "\\u003C/script\\u003E" in html  # json_script escapes it
+
+
+def test_offline_badge_shown_without_api_key(alice_client, settings):
+    settings.CHATSITE_OFFLINE_DEMO = True
+    assert "Offline demo model" in alice_client.get(reverse("chat")).content.decode()
+    settings.CHATSITE_OFFLINE_DEMO = False
+    assert "Offline demo model" not in alice_client.get(reverse("chat")).content.decode()
+
+
+def test_api_key_never_reaches_the_browser(alice_client, alice, settings):
+    settings.ANTHROPIC_API_KEY = "sk-ant-secret-value"
+    conversation = services.conversation_create(owner=alice)
+    for url in (reverse("chat"), reverse("conversation_detail", args=[conversation.pk])):
+        assert "sk-ant-secret-value" not in alice_client.get(url).content.decode()
