@@ -125,6 +125,8 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-generations": {
         "task": "conversations.tasks.reap_stale_generations",
         "schedule": env.float("CHATSITE_REAPER_INTERVAL", default=10.0),
+        # A reap queued while no worker ran is worthless later; don't let them pile up.
+        "options": {"expires": 10.0},
     },
 }
 

@@ -90,6 +90,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         runner.start(self.hub, spec)
         await self._follow(str(spec.generation_id), 0)
 
+    async def cmd_continue(self, data: dict[str, Any]) -> None:
+        reply, spec = await self._db(services.reply_continue, conversation=self.conversation, message_id=_int(data.get("message_id")), runner=self.hub.channel_name)
+        await self._announce_created(data, reply, None)
+        runner.start(self.hub, spec)
+        await self._follow(str(spec.generation_id), 0)
+
     async def cmd_stop(self, data: dict[str, Any]) -> None:
         gid = str(data.get("generation_id", ""))
         if self._local_run(gid) is not None:
@@ -107,12 +113,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def cmd_ping(self, data: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})
 
-    _commands = {"send": cmd_send, "regenerate": cmd_regenerate, "stop": cmd_stop, "follow": cmd_follow, "ping": cmd_ping}
+    _commands = {
+        "send": cmd_send, "regenerate": cmd_regenerate, "continue": cmd_continue,
+        "stop": cmd_stop, "follow": cmd_follow, "ping": cmd_ping,
+    }
 
     # --- following a generation ----------------------------------------------------------
 
     async def _follow(self, gid: str, offset: int) -> None:
-        if gid in self.ended or gid in self.following or gid in self.remote:
+        if gid in self.ended:
             return
         if self._local_run(gid) is not None and await self.hub.follow(gid, self, offset):
             self.following.add(gid)
@@ -121,10 +130,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if message is None:
             raise ChatError("not_found", "That reply does not exist.")
         if message.status == Message.Status.STREAMING and message.runner and message.runner != self.hub.channel_name:
-            self.remote[gid] = message.runner
+            self.remote[gid] = message.runner  # (again, for gap repair: the runner resends from offset)
             await self.channel_layer.send(message.runner, {"type": "hub.follow", "generation_id": gid, "offset": offset, "reply_channel": self.channel_name})
             return
-        if message.status != Message.Status.STREAMING:
+        if message.status != Message.Status.STREAMING and gid not in self.ended:
+            # Finished already: the text the socket is missing, then the one final frame.
+            if offset < len(message.content):
+                await self.send(text_data=frames.delta(gid, offset, message.content[offset:]))
             await self._send_end(frames.end(message=message, conversation_title=self.conversation.title))
 
     def _local_run(self, gid: str):

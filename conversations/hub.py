@@ -222,6 +222,7 @@ class Hub:
         run = self.runs.get(generation_id)
         if run is None or run.done:
             return False
+        run.followers.discard(follower)  # following again = resend from `offset` (gap repair)
         offset = max(0, min(offset, run.flushed_length))
         if offset < run.flushed_length:
             catch_up = run.text()[offset:run.flushed_length]

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import selectors
@@ -160,6 +160,48 @@ def reply_regenerate(*, conversation: Conversation, message_id: int, runner: str
     return _start_reply(conversation=conversation, parent=old.parent, history=llm_history(upto), runner=runner)
 
 
+@transaction.atomic
+def reply_continue(*, conversation: Conversation, message_id: int, runner: str = "") -> tuple[Message, GenerationSpec]:
+    """Resume a stopped, failed or interrupted reply after its kept text, as a new generation."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _refuse_if_generating(conversation)
+    reply = Message.objects.filter(
+        conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT,
+        status__in=[Message.Status.STOPPED, Message.Status.ERROR, Message.Status.INTERRUPTED],
+    ).first()
+    if reply is None and Message.objects.filter(conversation=conversation, pk=message_id, error_code="max_tokens").exists():
+        reply = Message.objects.get(pk=message_id)
+    if reply is None:
+        raise ChatError("not_found", "Only a stopped, cut-off or failed reply can be continued.")
+    if not reply.content.strip():
+        raise ChatError("nothing_to_continue", "This reply has no text to continue from. Use Retry instead.")
+    thread = selectors.conversation_thread(conversation=conversation)
+    if not thread or thread[-1] != reply:
+        raise ChatError("not_found", "Only the last reply of the conversation can be continued.")
+    reply.generation_id = Message.new_generation_id()
+    reply.status = Message.Status.STREAMING
+    reply.error = reply.error_code = ""
+    reply.runner = runner
+    reply.heartbeat_at = timezone.now()
+    reply.finished_at = None
+    reply.save()
+    reply.conversation = conversation  # callers read the title without another query
+    conversation.current_leaf = reply
+    conversation.save(update_fields=["current_leaf", "updated_at"])
+    spec = GenerationSpec(
+        generation_id=reply.generation_id,
+        message_id=reply.pk,
+        conversation_id=conversation.pk,
+        owner_id=conversation.owner_id,
+        model=reply.model or conversation.model,
+        system=conversation.system_prompt,
+        messages=llm_history(thread[:-1]),
+        max_tokens=settings.CHATSITE_MAX_TOKENS,
+        initial_text=reply.content,
+    )
+    return reply, spec
+
+
 # --- Generation persistence (called by the runner) ------------------------------------------
 
 
@@ -197,7 +239,8 @@ def generation_finish(
     """Write the final state once. Returns False if the reply was already finished elsewhere.
 
     A reply the reaper marked interrupted (heartbeat looked stale) is still finished by its
-    runner: the runner has the freshest text.
+    runner: the runner has the freshest text. Usage is added, so a continued reply counts
+    every generation that wrote it.
     """
     now = timezone.now()
     updated = Message.objects.filter(
@@ -205,10 +248,10 @@ def generation_finish(
     ).update(
         content=content,
         status=status,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-        cache_read_input_tokens=usage.cache_read_input_tokens,
+        input_tokens=F("input_tokens") + usage.input_tokens,
+        output_tokens=F("output_tokens") + usage.output_tokens,
+        cache_creation_input_tokens=F("cache_creation_input_tokens") + usage.cache_creation_input_tokens,
+        cache_read_input_tokens=F("cache_read_input_tokens") + usage.cache_read_input_tokens,
         stop_reason=stop_reason,
         error_code=error_code,
         error=error,

@@ -287,7 +287,8 @@ def manage_or_fail(env: dict[str, str], *args: str) -> str:
 
 def recover_generations(env: dict[str, str]) -> None:
     """Tolerant: the command may not exist yet, and a failure here must not block startup."""
-    result = manage(env, "recover_generations")
+    # `make run` starts every process itself, so any reply still "streaming" is an orphan.
+    result = manage(env, "recover_generations", "--all")
     if result.returncode == 0:
         if result.stdout.strip():
             say(result.stdout.strip())
@@ -320,7 +321,7 @@ def start_servers(stack: Stack, env: dict[str, str], port: int) -> None:
     daphne = [str(BIN_DIR / "daphne"), "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"]
     spawn(stack, "daphne (web)", daphne, env)
     celery = [
-        str(BIN_DIR / "celery"), "-A", "chatsite", "worker", "-B", "--loglevel=INFO",
+        str(BIN_DIR / "celery"), "-A", "chatsite", "worker", "-B", "--loglevel=WARNING",
         "--concurrency=2", "--schedule", str(VAR_DIR / "celerybeat-schedule"),
     ]  # fmt: skip
     spawn(stack, "celery worker", celery, env)

@@ -97,11 +97,18 @@ function finishElement(article, m) {
     if (u.cache_creation_input_tokens || u.cache_read_input_tokens) text += ` · cache ${u.cache_creation_input_tokens || 0}w/${u.cache_read_input_tokens || 0}r`;
     const usage = el("span", "msg-usage", text);
     usage.title = "input / output / cache write / cache read tokens";
-    const retry = el("button", "linklike msg-regenerate", "Retry");
-    retry.type = "button";
-    retry.dataset.action = "regenerate";
-    footer.append(usage, retry);
+    footer.append(usage);
+    const resumable = ["stopped", "error", "interrupted"].includes(m.status) || m.error_code === "max_tokens";
+    if (resumable && article.querySelector(".msg-body").textContent.trim()) footer.append(actionButton("continue", "Continue"));
+    footer.append(actionButton("regenerate", "Retry"));
   }
+}
+
+function actionButton(action, label) {
+  const button = el("button", `linklike msg-${action}`, label);
+  button.type = "button";
+  button.dataset.action = action;
+  return button;
 }
 
 // --- generations -------------------------------------------------------------------------
@@ -121,8 +128,11 @@ function onDelta(f) {
   if (!g) return; // not a reply this page shows (e.g. superseded); ignore
   const end = f.offset + cpLen(f.text);
   if (f.offset > g.have) {
-    // A gap (a dropped frame): ask for everything from what we have.
-    send({ type: "follow", generation_id: f.generation_id, offset: g.have });
+    // A gap (a dropped frame): ask once for everything from what we have.
+    if (g.repairing !== g.have) {
+      g.repairing = g.have;
+      send({ type: "follow", generation_id: f.generation_id, offset: g.have });
+    }
     return;
   }
   if (end <= g.have) return; // a duplicate
@@ -162,11 +172,17 @@ function onCreated(f) {
     thread.append(messageElement(f.user_message));
   }
   let article = thread.querySelector(`[data-message-id="${f.reply.id}"]`);
-  if (!article) {
+  if (article) {
+    // "continue": the same message, streaming again after its kept text.
+    article.className = "msg msg-assistant status-streaming";
+    article.dataset.generationId = f.reply.generation_id;
+    article.querySelector(".msg-body").className = "msg-body streaming-text";
+    article.querySelector(".msg-footer").replaceChildren();
+  } else {
     article = messageElement(f.reply);
     thread.append(article);
   }
-  if (!gens.has(f.reply.generation_id)) track(f.reply.generation_id, article, "");
+  if (!gens.has(f.reply.generation_id)) track(f.reply.generation_id, article, f.reply.text || "");
   if (f.client_id && f.client_id === pendingClientId) {
     pendingClientId = null;
     input.value = "";
@@ -305,10 +321,12 @@ stopButton.addEventListener("click", () => {
   for (const gid of gens.keys()) send({ type: "stop", generation_id: gid });
 });
 thread.addEventListener("click", (e) => {
-  const button = e.target.closest("[data-action=regenerate]");
-  if (!button) return;
+  const button = e.target.closest("[data-action]");
+  if (!button || gens.size) return;
   const article = button.closest(".msg");
-  send({ type: "regenerate", message_id: Number(article.dataset.messageId), client_id: "" });
+  if (!send({ type: button.dataset.action, message_id: Number(article.dataset.messageId), client_id: "" })) {
+    showNotice("Not connected right now. Try again once the connection is back.");
+  }
 });
 
 // --- start -------------------------------------------------------------------------------

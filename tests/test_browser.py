@@ -1,0 +1,339 @@
+"""End-to-end tests in a real browser against Chatsite running as in production.
+
+The app runs in its own processes (daphne, see tests/livestack.py) with its own fresh database,
+and talks to the project's fake Anthropic server; Chromium drives it through Playwright's sync
+API. No pytest-django database is used here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.livestack import LiveStack
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+SCREENSHOT = "/tmp/chatsite-e2e.png"
+
+# The last reply of the thread: its classes, raw text (textContent) and, once rendered, the
+# visible text without the code blocks' "Copy" buttons.
+LAST_REPLY_JS = """() => {
+  const replies = document.querySelectorAll('#thread .msg-assistant');
+  if (!replies.length) return null;
+  const article = replies[replies.length - 1];
+  const body = article.querySelector('.msg-body');
+  const buttons = [...body.querySelectorAll('.copy-code')];
+  buttons.forEach((b) => (b.style.display = 'none'));
+  const visible = body.innerText;
+  buttons.forEach((b) => (b.style.display = ''));
+  return {cls: article.className, raw: body.textContent, text: visible};
+}"""
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def live_stack(fake_anthropic):
+    stack = LiveStack(anthropic_url=fake_anthropic.url).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server_url(live_stack) -> str:
+    return live_stack.url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(request, browser: Browser, live_stack: LiveStack, live_server_url: str):
+    context = browser.new_context(base_url=live_server_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    console: list[str] = []
+    page_errors: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    failed_before = request.session.testsfailed
+    yield page
+    if request.session.testsfailed > failed_before:
+        # Shown under "Captured stdout teardown" of the failing test.
+        shot = f"/tmp/chatsite-e2e-fail-{request.node.name}.png"
+        try:
+            page.screenshot(path=shot, full_page=True)
+            print(f"screenshot: {shot}")
+        except Exception as exc:  # the page may be gone
+            print(f"no screenshot: {exc}")
+        print("browser console:\n" + "\n".join(console))
+        print("server log (tail):\n" + live_stack.log_text(8000))
+    context.close()
+    assert not page_errors, f"uncaught JavaScript errors: {page_errors}"
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def sign_up(page: Page) -> str:
+    """A new account through the sign-up form; ends on the new-chat page."""
+    username = unique("e2e-")
+    page.goto("/accounts/signup/")
+    fill_signup(page, username)
+    expect(page).to_have_url(re.compile(r"/chat/$"))
+    return username
+
+
+def fill_signup(page: Page, username: str) -> None:
+    password = "Vx7-" + uuid.uuid4().hex
+    page.fill("#id_username", username)
+    page.fill("#id_email", f"{username}@example.com")
+    page.fill("#id_password1", password)
+    page.fill("#id_password2", password)
+    page.get_by_role("button", name="Create account").click()
+
+
+def start_chat(page: Page, message: str) -> None:
+    """On the new-chat page: type the first message, press Enter, land on the conversation."""
+    box = page.locator("#composer-input")
+    box.fill(message)
+    box.press("Enter")
+    page.wait_for_url(re.compile(r"/chat/\d+/$"))
+
+
+def last_reply(page: Page) -> dict | None:
+    return page.evaluate(LAST_REPLY_JS)
+
+
+def wait_for_reply_end(page: Page, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = last_reply(page)
+        if state and "status-streaming" not in state["cls"]:
+            return state
+        page.wait_for_timeout(50)
+    raise AssertionError(f"the reply did not finish within {timeout} s: {last_reply(page)}")
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+def test_signup_chat_stream_and_reload(page: Page, fake_anthropic):
+    token = unique("tok")
+    heading = f"Notes on {token}"
+    para1 = (
+        "This reply arrives a few words at a time over the websocket so the browser can show "
+        "it while the model is still writing. The next block is a tiny Python example that "
+        "greets whoever is named in the call."
+    )
+    code = 'def greet(name):\n    return "Hello, " + name\n\nprint(greet("world"))'
+    para2 = "That is all there is to it, and the whole answer should survive a reload of the page."
+    reply_text = f"# {heading}\n\n{para1}\n\n```python\n{code}\n```\n\n{para2}\n"
+    expected_visible = norm(" ".join([heading, para1, code, para2]))
+    assert 55 <= len(reply_text.split()) <= 80
+    fake_anthropic.script({"text": reply_text, "tps": 25}, match=token)
+
+    # Signed out: / leads to the log-in page, which links to sign-up.
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.locator(".auth-links").get_by_role("link", name="Sign up").click()
+    expect(page).to_have_url(re.compile(r"/accounts/signup/$"))
+    username = unique("e2e-")
+    fill_signup(page, username)
+
+    # The new-chat page, signed in, with the offline badge (no API key configured).
+    expect(page).to_have_url(re.compile(r"/chat/$"))
+    expect(page.locator(".topnav .who")).to_have_text(username)
+    expect(page.locator(".badge-offline")).to_be_visible()
+    expect(page.locator(".badge-offline")).to_have_text("Offline demo model")
+
+    message = f"Please write a short note about {token} with a heading and a tiny Python example for me"
+    assert len(message) > 60  # long enough for the title to be truncated
+    start_chat(page, message)
+
+    # Streamed text shows up while the reply is still being written, always a prefix of it.
+    saw_partial = False
+    deadline = time.monotonic() + 20
+    state = None
+    while time.monotonic() < deadline:
+        state = last_reply(page)
+        if state is not None:
+            if "status-streaming" not in state["cls"]:
+                break
+            raw = state["raw"]
+            assert reply_text.startswith(raw), f"streamed text is not a prefix of the reply: {raw!r}"
+            if 0 < len(raw) < len(reply_text):
+                saw_partial = True
+        page.wait_for_timeout(50)
+    assert saw_partial, "no partial text was seen while the reply was streaming"
+    assert state is not None and "status-complete" in state["cls"], state
+
+    reply = page.locator("#thread .msg-assistant").last
+    expect(reply).to_have_class(re.compile(r"\bstatus-complete\b"))
+    body = reply.locator(".msg-body")
+    expect(body.locator("h1, h2").first).to_have_text(heading)
+    expect(body.locator("pre code")).to_have_count(1)
+    expect(body.locator("pre code")).to_contain_text('return "Hello, " + name')
+    expect(body.locator(".copy-code")).to_have_count(1)
+    expect(body.locator(".copy-code")).to_have_text("Copy")
+    expect(body.locator(".copy-code")).to_be_visible()
+    assert norm(state["text"]) == expected_visible
+
+    # After a reload (server-rendered this time) everything is still there.
+    page.reload()
+    expect(page.locator("#thread .msg-user .msg-body")).to_have_text(message)
+    reply = page.locator("#thread .msg-assistant").last
+    expect(reply).to_have_class(re.compile(r"\bstatus-complete\b"))
+    expect(reply.locator(".msg-body h1, .msg-body h2").first).to_have_text(heading)
+    expect(reply.locator(".msg-body pre code")).to_have_count(1)
+    expect(reply.locator(".msg-body .copy-code")).to_have_text("Copy")
+    state = last_reply(page)
+    assert norm(state["text"]) == expected_visible
+
+    item = page.locator("#conv-list .conv-item.current")
+    expect(item).to_have_count(1)
+    title = item.locator(".conv-title").inner_text()
+    assert title.endswith("…") and len(title) <= 61, title
+    assert token in title and message.startswith(title[:-1].rstrip()), title
+    expect(page.locator("#conversation-title")).to_have_text(title)
+
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+def test_reload_mid_stream_resumes_without_gap_or_duplicate(page: Page, fake_anthropic, live_stack: LiveStack):
+    token = unique("tok")
+    words = [f"w{i:03d}" for i in range(1, 151)]
+    reply_text = " ".join(words)
+    fake_anthropic.script({"text": reply_text, "tps": 40}, match=token)
+    sign_up(page)
+    start_chat(page, f"Count for me please {token}")
+
+    # Let some text arrive (and be checkpointed, every 0.5 s), then reload mid-stream.
+    deadline = time.monotonic() + 15
+    while True:
+        state = last_reply(page)
+        if state and "status-streaming" in state["cls"] and len(state["raw"].split()) >= 40:
+            break
+        assert state is None or "status-streaming" in state["cls"], f"finished before the reload: {state}"
+        assert time.monotonic() < deadline, f"no streamed text: {state}"
+        page.wait_for_timeout(50)
+    page.reload()
+
+    # The text so far is there at once, and the reply keeps streaming from where it was.
+    state = last_reply(page)
+    assert state is not None and "status-streaming" in state["cls"], state
+    first = state["raw"]
+    assert first.strip(), "the reloaded page shows none of the text written so far"
+    assert reply_text.startswith(first), first
+    grew = False
+    deadline = time.monotonic() + 20
+    while True:
+        state = last_reply(page)
+        if "status-streaming" not in state["cls"]:
+            break
+        assert reply_text.startswith(state["raw"]), f"gap or duplicate after reload: {state['raw']!r}"
+        grew = grew or len(state["raw"]) > len(first)
+        assert time.monotonic() < deadline, "the reply did not finish"
+        page.wait_for_timeout(50)
+    assert grew, "the reply did not keep streaming after the reload"
+    assert "status-complete" in state["cls"], state
+
+    shown = norm(state["text"])
+    stored_content, stored_status = live_stack.stored_replies()[-1]
+    assert stored_status == "complete"
+    assert shown == norm(reply_text) == norm(stored_content)
+    assert shown.split() == words  # each word exactly once, in order
+
+
+def test_model_output_with_script_payloads_renders_inert(page: Page, fake_anthropic):
+    token = unique("tok")
+    payloads = [
+        "<script>window.__xss = 1</script>",
+        '<img src=x onerror="window.__xss=2">',
+        "[click](javascript:window.__xss=3)",
+        '<a href="javascript:alert(1)">a</a>',
+    ]
+    reply_text = f"Payloads for {token}:\n\n" + "\n\n".join(payloads) + "\n"
+    fake_anthropic.script({"text": reply_text, "tps": 100}, match=token)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_up(page)
+    start_chat(page, f"Show me the payloads {token}")
+
+    def assert_inert() -> None:
+        reply = page.locator("#thread .msg-assistant").last
+        expect(reply).to_have_class(re.compile(r"\bstatus-complete\b"))
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("#thread script").count() == 0
+        assert page.locator("#thread img").count() == 0
+        assert page.locator("#thread [onerror]").count() == 0
+        assert page.locator('a[href^="javascript:" i]').count() == 0
+        assert page.locator("#thread [href*='javascript' i], #thread [src]").count() == 0
+        body = reply.locator(".msg-body")
+        for payload in payloads:
+            expect(body).to_contain_text(payload)  # shown as text, not markup
+        assert not dialogs, dialogs
+
+    state = wait_for_reply_end(page)
+    assert "status-complete" in state["cls"], state
+    assert_inert()
+    page.reload()
+    assert_inert()
+
+
+def test_enter_sends_and_shift_enter_adds_newline(page: Page, fake_anthropic):
+    token = unique("tok")
+    fake_anthropic.script({"text": f"First answer {token}.", "tps": 0}, match=token + "-one")
+    fake_anthropic.script({"text": f"Second answer {token}.", "tps": 0}, match=token + "-two")
+    sign_up(page)
+
+    # The new-chat page: Shift+Enter is a newline, nothing is sent.
+    box = page.locator("#composer-input")
+    box.fill(f"first line {token}-one")
+    box.press("Shift+Enter")
+    box.press_sequentially("second line")
+    assert box.input_value() == f"first line {token}-one\nsecond line"
+    page.wait_for_timeout(300)
+    expect(page).to_have_url(re.compile(r"/chat/$"))
+    # Enter sends.
+    box.press("Enter")
+    page.wait_for_url(re.compile(r"/chat/\d+/$"))
+    users = page.locator("#thread .msg-user .msg-body")
+    expect(users).to_have_count(1)
+    assert users.first.inner_text() == f"first line {token}-one\nsecond line"
+    assert "status-complete" in wait_for_reply_end(page)["cls"]
+    expect(page.locator("#composer-input")).to_have_value("")
+
+    # The conversation page's composer behaves the same.
+    box = page.locator("#composer-input")
+    box.fill(f"third line {token}-two")
+    box.press("Shift+Enter")
+    box.press_sequentially("fourth line")
+    assert box.input_value() == f"third line {token}-two\nfourth line"
+    page.wait_for_timeout(300)
+    expect(users).to_have_count(1)
+    box.press("Enter")
+    expect(users).to_have_count(2)
+    assert users.last.inner_text() == f"third line {token}-two\nfourth line"
+    expect(box).to_have_value("")
+    expect(page.locator("#thread .msg-assistant")).to_have_count(2)
+    state = wait_for_reply_end(page)
+    assert "status-complete" in state["cls"] and norm(state["text"]) == f"Second answer {token}.", state

@@ -1,0 +1,257 @@
+"""The streaming engine: resume, continue, faults, disconnect storms, bounded persistence."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from conversations import hub as hub_module
+from conversations import services
+from conversations.models import Message
+from tests.conftest import Socket
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
+
+
+@pytest.fixture
+def conversation(alice):
+    return services.conversation_create(owner=alice)
+
+
+async def _send(sock: Socket, content: str, client_id: str = "c1") -> dict:
+    await sock.send({"type": "send", "content": content, "client_id": client_id})
+    return await sock.receive_type("message.created")
+
+
+async def _message(pk: int) -> Message:
+    return await sync_to_async(Message.objects.get)(pk=pk)
+
+
+def _words(n: int, prefix: str = "w") -> str:
+    return " ".join(f"{prefix}{i:04d}" for i in range(n)) + "."
+
+
+async def test_a_new_socket_resumes_from_its_offset_without_gap_or_duplicate(llm, token, alice, conversation):
+    text = _words(200)
+    llm.script([{"text": text, "tps": 150}], match=token)
+    first = Socket(alice, conversation.pk)
+    await first.connect()
+    created = await _send(first, f"go {token}")
+    gid = created["reply"]["generation_id"]
+    have = ""
+    while len(have) < 200:  # read some text, then "reload"
+        frame = await first.receive()
+        if frame["type"] == "delta":
+            assert frame["offset"] == len(have)
+            have += frame["text"]
+    await first.close()
+
+    second = Socket(alice, conversation.pk)
+    await second.connect()
+    await second.send({"type": "follow", "generation_id": gid, "offset": len(have)})
+    streamed, end = await second.follow_to_end(gid, have=have)
+    assert streamed == text
+    stored = await _message(created["reply"]["id"])
+    assert stored.content == text and end["message"]["status"] == "complete"
+    await second.close()
+
+
+async def test_following_a_finished_generation_gets_its_end_frame_once(llm, token, alice, conversation):
+    llm.script([{"text": "short answer"}], match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await _send(sock, f"go {token}")
+    gid = created["reply"]["generation_id"]
+    await sock.follow_to_end(gid)
+    late = Socket(alice, conversation.pk)
+    await late.connect()
+    await late.send({"type": "follow", "generation_id": gid, "offset": 0})
+    await late.send({"type": "follow", "generation_id": gid, "offset": 0})
+    end = await late.receive_type("generation.end")
+    assert end["message"]["status"] == "complete" and "short answer" in end["message"]["html"]
+    await late.send({"type": "ping"})
+    await late.receive_type("pong")
+    assert [f["type"] for f in late.frames].count("generation.end") == 1
+    await sock.close()
+    await late.close()
+
+
+async def test_follow_again_resends_from_the_given_offset(llm, token, alice, conversation):
+    text = _words(150)
+    llm.script([{"text": text, "tps": 100}], match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await _send(sock, f"go {token}")
+    gid = created["reply"]["generation_id"]
+    while not any(f["type"] == "delta" and f["offset"] > 50 for f in sock.frames):
+        await sock.receive()
+    await sock.send({"type": "follow", "generation_id": gid, "offset": 10})  # as after a detected gap
+    repaired = await sock.receive_type("delta")
+    while repaired["offset"] != 10:
+        repaired = await sock.receive_type("delta")
+    assert text.startswith(text[:10] + repaired["text"])
+    streamed, _ = await sock.follow_to_end(gid)
+    assert streamed == text
+    await sock.close()
+
+
+async def test_continue_after_stop_appends_to_the_kept_text(llm, token, alice, conversation):
+    llm.script([{"text": _words(300), "tps": 80}], match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await _send(sock, f"go {token}")
+    gid = created["reply"]["generation_id"]
+    while not any(f["type"] == "delta" for f in sock.frames):
+        await sock.receive()
+    await sock.send({"type": "stop", "generation_id": gid})
+    partial, end = await sock.follow_to_end(gid)
+    assert end["message"]["status"] == "stopped"
+    stopped = await _message(created["reply"]["id"])
+
+    llm.script([{"text": " and the rest."}], match=token)
+    await sock.send({"type": "continue", "message_id": stopped.pk, "client_id": "cont"})
+    again = await sock.receive_type("message.created")
+    new_gid = again["reply"]["generation_id"]
+    assert new_gid != gid and again["reply"]["id"] == stopped.pk and again["reply"]["text"] == partial
+    final, end = await sock.follow_to_end(new_gid, have=partial)
+    assert final == partial + " and the rest."
+    stored = await _message(stopped.pk)
+    assert stored.content == final and stored.status == Message.Status.COMPLETE
+    assert stored.input_tokens > stopped.input_tokens  # both generations are counted
+    prefill = [r["body"]["messages"] for r in llm.requests() if r["body"]["messages"][-1]["role"] == "assistant"][-1]
+    assert prefill[-1]["content"] == partial.rstrip()
+    await sock.close()
+
+
+async def test_regenerate_never_shows_the_old_generations_text(llm, token, alice, conversation):
+    llm.script([{"text": "first version"}, {"text": "second version"}], match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await _send(sock, f"go {token}")
+    first, _ = await sock.follow_to_end(created["reply"]["generation_id"])
+    sock.frames.clear()
+    await sock.send({"type": "regenerate", "message_id": created["reply"]["id"], "client_id": "r"})
+    again = await sock.receive_type("message.created")
+    assert again["reply"]["id"] != created["reply"]["id"]
+    assert again["reply"]["parent_id"] == created["user_message"]["id"]
+    second, _ = await sock.follow_to_end(again["reply"]["generation_id"])
+    assert (first, second) == ("first version", "second version")
+    await sock.close()
+
+
+@pytest.mark.parametrize(
+    "replies,status,error_code,text",
+    [
+        ([{"status": 429, "retry_after_ms": 10}, {"text": "ok after 429"}], "complete", "", "ok after 429"),
+        ([{"status": 529, "repeat": 3}, {"text": "ok after 529s"}], "complete", "", "ok after 529s"),
+        ([{"status": 500, "repeat": 50}], "error", "upstream_error", ""),
+        ([{"status": 529, "repeat": 50}], "error", "overloaded", ""),
+        ([{"text": "a b c d e f g h", "cut_after": 4}], "error", "stream_cut", "a b c d "),
+        ([{"text": "a b c d e f g h", "error_event_after": 2}], "error", "overloaded", "a b "),
+        ([{"text": "slow start", "first_byte_delay_ms": 800}], "complete", "", "slow start"),
+        ([{"status": 400, "message": "prompt is too long"}], "error", "invalid_request", ""),
+    ],
+    ids=["429-then-ok", "529x3-then-ok", "500-always", "529-always", "cut-midway", "error-event", "slow-first-byte", "400"],
+)
+async def test_faults_end_in_the_expected_stored_state(llm, token, alice, conversation, replies, status, error_code, text):
+    llm.script(replies, match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await _send(sock, f"fault {token}")
+    streamed, end = await sock.follow_to_end(created["reply"]["generation_id"], timeout=30)
+    stored = await _message(created["reply"]["id"])
+    assert (stored.status, stored.error_code, stored.content) == (status, error_code, text)
+    assert streamed == text and end["message"]["status"] == status
+    if status == "error":
+        assert stored.error and "Error" not in stored.error and "{" not in stored.error  # human, not an exception
+    user_message = await _message(created["user_message"]["id"])
+    assert user_message.content == f"fault {token}"
+    await sock.close()
+
+
+async def test_slow_first_byte_beyond_the_timeout_fails_with_a_clear_message(llm, token, alice, conversation, settings):
+    settings.ANTHROPIC_TIMEOUT = 0.3
+    settings.ANTHROPIC_MAX_RETRIES = 0
+    settings.CHATSITE_RETRY_BUDGET_SECONDS = 0.5
+    from conversations import llm as llm_module
+
+    llm_module.reset_clients()
+    llm.script([{"text": "too late", "first_byte_delay_ms": 2000, "repeat": 5}], match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await _send(sock, f"slow {token}")
+    _, end = await sock.follow_to_end(created["reply"]["generation_id"], timeout=30)
+    assert end["message"]["status"] == "error" and end["message"]["error_code"] == "timeout"
+    assert "too long" in end["message"]["error"]
+    await sock.close()
+
+
+async def test_disconnect_storm_every_client_ends_with_the_stored_text(llm, token, alice):
+    """Many clients drop and reconnect at random points; nobody sees a gap, a duplicate or a hang."""
+    rng = random.Random(1234)
+    conversations = [await sync_to_async(services.conversation_create)(owner=alice) for _ in range(4)]
+    texts = {}
+    for i, conv in enumerate(conversations):
+        texts[conv.pk] = _words(120, prefix=f"c{i}w")
+        llm.script([{"text": texts[conv.pk], "tps": 150}], match=f"{token}-{i}")
+
+    senders = [Socket(alice, conv.pk) for conv in conversations]
+    gids = {}
+    for i, (sock, conv) in enumerate(zip(senders, conversations)):
+        await sock.connect()
+        created = await _send(sock, f"go {token}-{i}")
+        gids[conv.pk] = (created["reply"]["generation_id"], created["reply"]["id"])
+
+    async def flaky_client(conv_id: int) -> str:
+        gid, _ = gids[conv_id]
+        have = ""
+        while True:
+            sock = Socket(alice, conv_id)
+            await sock.connect()
+            await sock.send({"type": "follow", "generation_id": gid, "offset": len(have)})
+            budget = rng.randint(1, 6)  # frames to read before this connection "drops"
+            while budget:
+                frame = await sock.receive(timeout=20)
+                if frame.get("generation_id") != gid:
+                    continue
+                if frame["type"] == "generation.end":
+                    await sock.close()
+                    return have
+                assert frame["offset"] <= len(have), "gap"
+                have = have[: frame["offset"]] + frame["text"] if frame["offset"] + len(frame["text"]) > len(have) else have
+                budget -= 1
+            await sock.close()
+            await asyncio.sleep(rng.random() * 0.05)
+
+    clients = [flaky_client(conv.pk) for conv in conversations for _ in range(5)]
+    results = await asyncio.gather(*clients, *(s.follow_to_end(gids[c.pk][0]) for s, c in zip(senders, conversations)))
+    for conv in conversations:
+        stored = await _message(gids[conv.pk][1])
+        assert stored.status == Message.Status.COMPLETE and stored.content == texts[conv.pk]
+    flaky, steady = results[: len(clients)], results[len(clients):]
+    expected = [texts[conv.pk] for conv in conversations for _ in range(5)]
+    assert list(flaky) == expected
+    assert [text for text, _ in steady] == [texts[conv.pk] for conv in conversations]
+    for sock in senders:
+        await sock.close()
+
+
+async def test_database_writes_per_reply_do_not_grow_with_its_length(llm, token, alice, conversation, settings):
+    """Short and long replies of the same duration cost the same number of checkpoints."""
+    settings.CHATSITE_CHECKPOINT_SECONDS = 0.25
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    hub = hub_module.get_hub()
+    counts = []
+    for n, tps in ((20, 20), (400, 400)):  # both last ~1 s: 20 deltas vs 400 deltas
+        llm.script([{"text": _words(n), "tps": tps}], match=f"{token}-{n}")
+        before = hub.stats["checkpoint_statements"]
+        created = await _send(sock, f"go {token}-{n}", client_id=str(n))
+        await sock.follow_to_end(created["reply"]["generation_id"])
+        counts.append(hub.stats["checkpoint_statements"] - before)
+    assert 1 <= counts[1] <= counts[0] + 2, counts
+    assert counts[1] < 400 / 20, "far fewer writes than deltas"
+    await sock.close()
