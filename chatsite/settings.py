@@ -154,6 +154,8 @@ CHATSITE_RETRY_BUDGET_SECONDS = env.float("CHATSITE_RETRY_BUDGET_SECONDS", defau
 CHATSITE_CHECKPOINT_SECONDS = env.float("CHATSITE_CHECKPOINT_SECONDS", default=1.0)
 CHATSITE_DELTA_BATCH_SECONDS = env.float("CHATSITE_DELTA_BATCH_SECONDS", default=0.04)
 CHATSITE_HEARTBEAT_STALE_SECONDS = env.float("CHATSITE_HEARTBEAT_STALE_SECONDS", default=20.0)
+# Count SQL writes per process (shown on /chat/ops/streams.json; used by bench/streams.py).
+CHATSITE_COUNT_DB_WRITES = env.bool("CHATSITE_COUNT_DB_WRITES", default=False)
 # Identifies this OS process in heartbeats, so a reaper can tell whose generations died.
 CHATSITE_PROCESS_ID = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 

@@ -119,3 +119,11 @@ def test_api_key_never_reaches_the_browser(alice_client, alice, settings):
     conversation = services.conversation_create(owner=alice)
     for url in (reverse("chat"), reverse("conversation_detail", args=[conversation.pk])):
         assert "sk-ant-secret-value" not in alice_client.get(url).content.decode()
+
+
+def test_stream_stats_are_for_staff_only(client, alice, admin_user):
+    client.force_login(alice)
+    assert client.get(reverse("ops_streams")).status_code == 404
+    client.force_login(admin_user)
+    data = client.get(reverse("ops_streams")).json()
+    assert data["live_generations"] == 0 and "checkpoints" in data["stats"]
