@@ -1,0 +1,149 @@
+"""Two real daphne processes on one database and one Redis, as in production.
+
+A socket on process B follows and stops a reply that process A runs; a SIGKILLed process
+leaves no reply stuck "streaming" once the reaper has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.livestack import REPO_ROOT, LiveStack, free_port
+from tests.wsclient import ChatClient
+
+pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the Redis channel layer (make test provides it)")
+
+
+class TwoProcessStack(LiveStack):
+    """The live stack plus a second daphne process on the same database and channel layer."""
+
+    def start(self) -> "TwoProcessStack":
+        super().start()
+        self.second_port = free_port()
+        self.second_url = f"http://127.0.0.1:{self.second_port}"
+        self.second_log = open(self.tmpdir / "second.log", "wb")
+        self.second = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.second_port), "chatsite.asgi:application"],
+            cwd=REPO_ROOT, env=self.child_env(), stdout=self.second_log, stderr=subprocess.STDOUT,
+        )
+        primary = (self.proc, self.port, self.url)
+        self.proc, self.port, self.url = self.second, self.second_port, self.second_url
+        try:
+            self._wait_ready()
+        finally:
+            self.proc, self.port, self.url = primary
+        return self
+
+    def kill_primary(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def reap(self, stale_after: float) -> str:
+        env = self.child_env() | {"CHATSITE_HEARTBEAT_STALE_SECONDS": str(stale_after)}
+        result = subprocess.run([sys.executable, "manage.py", "recover_generations"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def stop(self) -> None:
+        second = getattr(self, "second", None)
+        if second is not None and second.poll() is None:
+            second.terminate()
+            try:
+                second.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                second.kill()
+        if getattr(self, "second_log", None):
+            self.second_log.close()
+        super().stop()
+
+
+@pytest.fixture
+def stack(fake_anthropic):
+    stack = TwoProcessStack(anthropic_url=fake_anthropic.url).start()
+    yield stack
+    stack.stop()
+
+
+def _words(n: int) -> str:
+    return " ".join(f"m{i:04d}" for i in range(n))
+
+
+async def _two_sockets(stack: TwoProcessStack):
+    client = ChatClient(stack.url)
+    await client.signup(f"u{uuid.uuid4().hex[:10]}")
+    conversation_id = await client.new_conversation()
+    on_a = await client.socket(conversation_id)  # process A
+    on_b = await client.socket(conversation_id, base_url=stack.second_url)  # process B
+    return client, on_a, on_b
+
+
+async def test_socket_on_another_process_follows_and_stops_the_reply(stack, fake_anthropic):
+    token = uuid.uuid4().hex
+    text = _words(400)
+    fake_anthropic.script([{"text": text, "tps": 60}], match=token)
+    client, on_a, on_b = await _two_sockets(stack)
+    try:
+        await on_a.send({"type": "send", "content": f"go {token}", "client_id": "a"})
+        created = await on_a.receive_type("message.created")
+        gid = created["reply"]["generation_id"]
+        assert (await on_b.receive_type("message.created"))["reply"]["generation_id"] == gid
+        while len(on_b.texts.get(gid, "")) < 100:  # B gets the text through the channel layer
+            await on_b.receive()
+        await on_b.send({"type": "stop", "generation_id": gid})
+        end_b, end_a = await asyncio.gather(on_b.until_end(gid), on_a.until_end(gid))
+        assert end_a["message"]["status"] == end_b["message"]["status"] == "stopped"
+        stored = stack.stored_replies()[-1]
+        assert stored[1] == "stopped"
+        assert on_a.texts[gid] == on_b.texts[gid] == stored[0]
+        assert 100 <= len(stored[0]) < len(text) and text.startswith(stored[0])
+        assert [f["type"] for f in on_b.frames].count("generation.end") == 1
+    finally:
+        await client.close()
+
+
+async def test_reply_completes_identically_on_both_processes(stack, fake_anthropic):
+    token = uuid.uuid4().hex
+    text = _words(150)
+    fake_anthropic.script([{"text": text, "tps": 200}], match=token)
+    client, on_a, on_b = await _two_sockets(stack)
+    try:
+        await on_b.send({"type": "send", "content": f"go {token}", "client_id": "b"})  # runs on B
+        gid = (await on_b.receive_type("message.created"))["reply"]["generation_id"]
+        end_a, end_b = await asyncio.gather(on_a.until_end(gid), on_b.until_end(gid))
+        assert end_a["message"]["status"] == end_b["message"]["status"] == "complete"
+        assert on_a.texts[gid] == on_b.texts[gid] == text == stack.stored_replies()[-1][0]
+    finally:
+        await client.close()
+
+
+async def test_killed_process_leaves_no_reply_streaming_after_the_reaper(stack, fake_anthropic):
+    token = uuid.uuid4().hex
+    text = _words(600)
+    fake_anthropic.script([{"text": text, "tps": 60}], match=token)
+    client, on_a, on_b = await _two_sockets(stack)
+    try:
+        await on_a.send({"type": "send", "content": f"go {token}", "client_id": "a"})
+        gid = (await on_a.receive_type("message.created"))["reply"]["generation_id"]
+        while len(on_a.texts.get(gid, "")) < 200:
+            await on_a.receive()
+        await asyncio.sleep(1.2)  # past a checkpoint (0.5 s in the live stack)
+        stack.kill_primary()  # no cleanup at all: SIGKILL
+        assert stack.stored_replies()[-1][1] == "streaming"
+        await asyncio.sleep(1.5)
+        assert "Recovered 1" in stack.reap(stale_after=1.0)
+        content, status = stack.stored_replies()[-1]
+        assert status == "interrupted"
+        assert len(content) >= 100 and text.startswith(content), "the checkpointed text is kept"
+        end = await on_b.until_end(gid)  # the surviving process's socket is told
+        assert end["message"]["status"] == "interrupted"
+        assert "retry" in end["message"]["error"].lower()
+    finally:
+        await client.close()
