@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from typing import Any
 
@@ -155,3 +156,16 @@ async def hub_cleanup():
     h = hub._hubs.get(id(asyncio.get_running_loop()))
     if h is not None:
         await h.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """pytest-django drops the SQLite test database file but not its WAL/SHM companions."""
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.remove(f"{name}{suffix}")
+            except OSError:
+                pass

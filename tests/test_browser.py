@@ -337,3 +337,62 @@ def test_enter_sends_and_shift_enter_adds_newline(page: Page, fake_anthropic):
     expect(page.locator("#thread .msg-assistant")).to_have_count(2)
     state = wait_for_reply_end(page)
     assert "status-complete" in state["cls"] and norm(state["text"]) == f"Second answer {token}.", state
+
+
+def test_two_tabs_stream_live_and_stop_from_either_then_continue(page: Page, fake_anthropic, live_stack: LiveStack):
+    token = unique("tabs")
+    words = " ".join(f"t{i:03d}" for i in range(300))
+    fake_anthropic.script({"text": words, "tps": 30}, match=token)
+    sign_up(page)
+    start_chat(page, f"Count for me {token}")
+    expect(page.locator("#stop-button")).to_be_visible()
+    expect(page.locator("#send-button")).to_be_hidden()
+
+    # The same person in a second tab sees the reply streaming live.
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.locator("#thread .msg-assistant.status-streaming")).to_have_count(1)
+    expect(other.locator("#thread .msg-assistant .msg-body")).to_contain_text("t020")
+
+    other.locator("#stop-button").click()  # stop from the tab that did not send
+    for tab in (page, other):
+        reply = tab.locator("#thread .msg-assistant").last
+        expect(reply).to_have_class(re.compile(r"\bstatus-stopped\b"))
+        expect(reply.locator(".msg-note")).to_have_text("Stopped.")
+        expect(tab.locator("#stop-button")).to_be_hidden()
+        expect(tab.locator("#send-button")).to_be_visible()
+    stopped_text, status = live_stack.stored_replies()[-1]
+    assert status == "stopped" and words.startswith(stopped_text) and len(stopped_text) < len(words)
+    assert norm(page.locator("#thread .msg-assistant .msg-body").last.inner_text()) == norm(stopped_text)
+
+    # Continue picks up after the kept text, in both tabs.
+    fake_anthropic.script({"text": " and that is the end.", "tps": 30}, match=token)
+    page.locator("#thread .msg-assistant").last.get_by_role("button", name="Continue").click()
+    for tab in (page, other):
+        expect(tab.locator("#thread .msg-assistant").last).to_have_class(re.compile(r"\bstatus-complete\b"))
+    final_text, status = live_stack.stored_replies()[-1]
+    assert status == "complete" and final_text == stopped_text + " and that is the end."
+    for tab in (page, other):
+        assert norm(tab.locator("#thread .msg-assistant .msg-body").last.inner_text()) == norm(final_text)
+    other.close()
+
+
+def test_reply_finishing_in_another_conversation_is_announced(page: Page, fake_anthropic):
+    first, second = unique("first"), unique("second")
+    fake_anthropic.script({"text": "quick answer"}, match=first)
+    fake_anthropic.script({"text": " ".join(["slow"] * 60), "tps": 30}, match=second)
+    sign_up(page)
+    start_chat(page, f"one {first}")
+    expect(page.locator("#thread .msg-assistant").last).to_have_class(re.compile(r"\bstatus-complete\b"))
+    first_url = page.url
+
+    other = page.context.new_page()
+    other.goto("/chat/")
+    start_chat(other, f"two {second}")
+    page.goto(first_url)  # the sidebar now lists the second conversation as generating
+    expect(page.locator(".conv-item.generating")).to_have_count(1)
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("Reply ready in", timeout=20_000)
+    expect(notice.get_by_role("link")).to_have_attribute("href", re.compile(r"/chat/\d+/$"))
+    expect(page.locator(".conv-item.generating")).to_have_count(0)
+    other.close()
