@@ -389,10 +389,28 @@ def test_reply_finishing_in_another_conversation_is_announced(page: Page, fake_a
     other = page.context.new_page()
     other.goto("/chat/")
     start_chat(other, f"two {second}")
+    expect(other.locator("#thread .msg-assistant.status-streaming")).to_have_count(1)
     page.goto(first_url)  # the sidebar now lists the second conversation as generating
     expect(page.locator(".conv-item.generating")).to_have_count(1)
     notice = page.locator("#notice")
     expect(notice).to_contain_text("Reply ready in", timeout=20_000)
     expect(notice.get_by_role("link")).to_have_attribute("href", re.compile(r"/chat/\d+/$"))
     expect(page.locator(".conv-item.generating")).to_have_count(0)
+    other.close()
+
+
+def test_conversation_started_in_another_tab_appears_in_the_sidebar(page: Page, fake_anthropic):
+    token = unique("side")
+    fake_anthropic.script({"text": " ".join(["word"] * 40), "tps": 30}, match=token)
+    sign_up(page)
+    start_chat(page, f"first chat {token}-a")
+    expect(page.locator(".conv-item")).to_have_count(1)
+    other = page.context.new_page()
+    other.goto("/chat/")
+    start_chat(other, f"second chat {token}")
+    item = page.locator(".conv-item").first  # the new one, on top, marked as generating
+    expect(item).to_contain_text("second chat")
+    expect(item).to_have_class(re.compile(r"\bgenerating\b"))
+    expect(page.locator(".conv-item")).to_have_count(2)
+    expect(item).not_to_have_class(re.compile(r"\bgenerating\b"), timeout=20_000)
     other.close()

@@ -206,12 +206,27 @@ function updateBusy() {
 }
 
 // --- sidebar and announcements ------------------------------------------------------------
+function sidebarItem(conversationId, title) {
+  let item = sidebar.querySelector(`[data-conversation-id="${conversationId}"]`);
+  if (!item) {
+    // Started in another tab: list it too.
+    item = el("li", "conv-item");
+    item.dataset.conversationId = conversationId;
+    const a = el("a");
+    a.href = `/chat/${conversationId}/`;
+    a.append(el("span", "conv-title", title || "New chat"), el("span", "dot"));
+    item.append(a);
+    sidebar.querySelector(".conv-empty")?.remove();
+  }
+  return item;
+}
+
 function setSidebarGenerating(conversationId, on, title) {
   if (!sidebar) return;
-  const item = sidebar.querySelector(`[data-conversation-id="${conversationId}"]`);
-  if (!item) return;
+  const item = sidebarItem(conversationId, title);
   item.classList.toggle("generating", on);
   if (title) item.querySelector(".conv-title").textContent = title;
+  if (on) sidebar.prepend(item); // newest activity first, as the server orders it
 }
 
 function announce(f) {

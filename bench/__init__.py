@@ -1,0 +1,1 @@
+"""`make bench`: the streaming benchmark (see bench/streams.py)."""
