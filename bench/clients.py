@@ -26,8 +26,12 @@ class Target:
     headers: dict[str, str]
 
 
-async def run(targets: list[Target], *, chatsite: bool, timeout: float) -> tuple[list[Stream], float]:
-    """Returns the streams and the seconds it took to connect them all."""
+async def run(targets: list[Target], *, chatsite: bool, timeout: float, on_start=None, on_done=None) -> tuple[list[Stream], float]:
+    """Returns the streams and the seconds it took to connect them all.
+
+    `on_start()` runs once every socket is connected, right before the sends; `on_done()` once
+    every stream ended (or failed), before the sockets are closed.
+    """
     n = len(targets)
     streams = [Stream(idx=i) for i in range(n)]
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -42,7 +46,11 @@ async def run(targets: list[Target], *, chatsite: bool, timeout: float) -> tuple
         settled += 1
         if settled == n:
             connect_secs = loop.time() - t0
+            if on_start is not None:
+                on_start()
             all_ready.set()
+
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
 
     async def one(i: int, session: aiohttp.ClientSession) -> None:
         s = streams[i]
@@ -51,6 +59,7 @@ async def run(targets: list[Target], *, chatsite: bool, timeout: float) -> tuple
             try:
                 async with sem:
                     ws = await session.ws_connect(targets[i].url, headers=targets[i].headers, heartbeat=None, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=10))
+                    sockets.append(ws)
                     hello = await ws.receive(timeout=60)
                 if hello.type != aiohttp.WSMsgType.TEXT or json.loads(hello.data).get("type") != "hello":
                     raise RuntimeError(f"no hello: {hello.type} {hello.data!r}"[:200])
@@ -65,13 +74,15 @@ async def run(targets: list[Target], *, chatsite: bool, timeout: float) -> tuple
             s.status = s.status or "timeout"
         except Exception as exc:  # noqa: BLE001 - recorded as the stream's failure
             s.status = s.status or f"{type(exc).__name__}: {exc}"[:200]
-        finally:
-            if ws is not None:
-                await ws.close()
 
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(one(i, session) for i in range(n)))
+        try:
+            await asyncio.gather(*(one(i, session) for i in range(n)))
+            if on_done is not None:
+                on_done()
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     return streams, connect_secs
 
 

@@ -210,7 +210,7 @@ class Stack:
     def start_daphne(self, name: str, app: str, env: dict[str, str], profile: Path | None = None, timeout: float = 60.0) -> Child:
         port = free_port()
         if profile is not None:
-            argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "daphne"]
+            argv = [sys.executable, "-m", "bench.profiled_daphne", str(profile)]
         else:
             argv = [str(BIN_DIR / "daphne")]
         argv += ["-b", "127.0.0.1", "-p", str(port), app]

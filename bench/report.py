@@ -1,0 +1,118 @@
+"""Figures of one phase (Chatsite, bare relay or floor) and the per-N table with targets."""
+
+from __future__ import annotations
+
+import collections
+import math
+
+from .record import Stream
+
+RATIO_LIMIT = 1.3
+# N -> (relay p99 ms limit, TTFT p50 ms limit or None); from the issue.
+LATENCY_TARGETS = {200: (150.0, 500.0), 500: (250.0, None)}
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
+
+
+def summarise(streams: list[Stream], deltas: int, upstream_times: dict[str, float] | None = None) -> dict:
+    ok = [s for s in streams if s.ok(deltas)]
+    lat = [x for s in streams for x in s.latencies]
+    ttft = [s.first_at - s.sent_at for s in streams if s.first_at is not None and s.sent_at]
+    ends = [s.end_at for s in streams if s.end_at is not None]
+    sends = [s.sent_at for s in streams if s.sent_at]
+    up = []
+    for s in streams:
+        t = (upstream_times or {}).get(f"bench {s.idx}")
+        if t is not None and s.sent_at:
+            up.append(t - s.sent_at)
+    reasons = collections.Counter(
+        s.status if s.status != "complete" else f"complete but {s.stamps} stamps/in order {s.in_order}/len {s.length} vs {s.content_length}"
+        for s in streams if not s.ok(deltas)
+    )
+    ms = lambda v: None if v is None else v * 1000  # noqa: E731
+    return {
+        "n": len(streams),
+        "completed": len(ok),
+        "failed": len(streams) - len(ok),
+        "failures": dict(reasons.most_common(5)),
+        "wall_s": (max(ends) - min(sends)) if ends and sends else None,
+        "relay_p50_ms": ms(pct(lat, 50)),
+        "relay_p99_ms": ms(pct(lat, 99)),
+        "relay_max_ms": ms(max(lat)) if lat else None,
+        "ttft_p50_ms": ms(pct(ttft, 50)),
+        "ttft_p99_ms": ms(pct(ttft, 99)),
+        "upstream_p50_ms": ms(pct(up, 50)),
+        "upstream_p99_ms": ms(pct(up, 99)),
+        "frames_per_reply": sum(s.frames for s in streams) / max(1, len(streams)),
+        "gaps": sum(s.gaps for s in streams),
+        "relayed_deltas": sum(s.stamps for s in streams),
+    }
+
+
+def _f(v, fmt: str = "{:.0f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+def _pair(a, b, fmt: str = "{:.0f}") -> str:
+    return f"{_f(a, fmt)} / {_f(b, fmt)}"
+
+
+def ratio(a, b) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def targets(n: int, c: dict, b: dict | None) -> list[tuple[str, bool | None]]:
+    out: list[tuple[str, bool | None]] = [("0 failed", c["failed"] == 0)]
+    if n in LATENCY_TARGETS:
+        p99_limit, ttft_limit = LATENCY_TARGETS[n]
+        out.append((f"relay p99 ≤ {p99_limit:.0f} ms", c["relay_p99_ms"] is not None and c["relay_p99_ms"] <= p99_limit))
+        if ttft_limit is not None:
+            out.append((f"TTFT p50 ≤ {ttft_limit:.0f} ms", c["ttft_p50_ms"] is not None and c["ttft_p50_ms"] <= ttft_limit))
+    if b is not None:
+        for label, key in (("wall", "wall_s"), ("CPU/delta", "cpu_us_per_delta")):
+            r = ratio(c.get(key), b.get(key))
+            out.append((f"{label} ≤ {RATIO_LIMIT}× bare", None if r is None else r <= RATIO_LIMIT))
+    return out
+
+
+def block(n: int, deltas: int, interval_ms: float, db: str, c: dict, b: dict | None, fl: dict | None) -> str:
+    cols = [("Chatsite", c), ("bare relay", b), ("floor", fl)]
+    present = [(name, d) for name, d in cols if d is not None]
+    rows: list[tuple[str, list[str], str]] = []
+
+    def row(label: str, cell, ratio_key: str | None = None) -> None:
+        r = ratio(c.get(ratio_key), b.get(ratio_key)) if (ratio_key and b) else None
+        rows.append((label, [cell(d) for _, d in present], "" if r is None else f"{r:.2f}×"))
+
+    row("completed / failed", lambda d: f"{d['completed']} / {d['failed']}")
+    row("wall (s)", lambda d: _f(d.get("wall_s"), "{:.2f}"), "wall_s")
+    row("relay p50 / p99 (ms)", lambda d: _pair(d.get("relay_p50_ms"), d.get("relay_p99_ms")), "relay_p99_ms")
+    row("relay max (ms)", lambda d: _f(d.get("relay_max_ms")))
+    row("TTFT p50 / p99 (ms)", lambda d: _pair(d.get("ttft_p50_ms"), d.get("ttft_p99_ms")))
+    row("send→upstream p50/p99 (ms)", lambda d: _pair(d.get("upstream_p50_ms"), d.get("upstream_p99_ms")))
+    row("DB writes / reply", lambda d: _f(d.get("db_writes_per_reply"), "{:.1f}"))
+    row("CPU µs / relayed delta", lambda d: _f(d.get("cpu_us_per_delta")), "cpu_us_per_delta")
+    row("server CPU s: loop / threads", lambda d: _pair(d.get("cpu_loop_s"), d.get("cpu_threads_s"), "{:.2f}"))
+    row("machine CPU busy (%)", lambda d: _f(d.get("machine_busy_pct")))
+    row("RSS (MB)", lambda d: _f(d.get("rss_mb")))
+    row("frames / reply, gaps", lambda d: f"{d['frames_per_reply']:.1f}, {d['gaps']}")
+    row("connect all sockets (s)", lambda d: _f(d.get("connect_s"), "{:.2f}"))
+
+    ideal = deltas * interval_ms / 1000
+    head = f"=== N = {n}: {deltas} deltas @ {interval_ms:g} ms (ideal {ideal:.2f} s) · {db} · fresh servers per N ==="
+    w0 = max(len(r[0]) for r in rows) + 2
+    widths = [max(len(name), *(len(r[1][i]) for r in rows)) + 3 for i, (name, _) in enumerate(present)]
+    lines = [head, " " * w0 + "".join(name.ljust(w) for (name, _), w in zip(present, widths)) + ("Chatsite/bare" if b else "")]
+    for label, cells, r in rows:
+        lines.append(label.ljust(w0) + "".join(cell.ljust(w) for cell, w in zip(cells, widths)) + r)
+    for name, d in present:
+        if d.get("failures"):
+            lines.append(f"{name} failures: {d['failures']}")
+    marks = ["PASS" if ok else ("MISS" if ok is False else "n/a") for _, ok in targets(n, c, b)]
+    lines.append("targets: " + "; ".join(f"{label} {mark}" for (label, _), mark in zip(targets(n, c, b), marks)))
+    return "\n".join(lines)

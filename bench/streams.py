@@ -1,0 +1,257 @@
+"""`make bench`: Chatsite's streaming relay beside a bare relay and a no-relay floor.
+
+    .venv/bin/python bench/streams.py [--n 100,200,500] [--deltas 100] [--interval-ms 20]
+                                      [--db sqlite|postgres] [--skip-bare] [--json out.json]
+
+Per N, in this order and never at the same time: (1) Chatsite — daphne with the real settings
+(Redis channel layer, a fresh bench database, login, checkpoints) and N logged-in websocket
+clients, one conversation each; (2) the bare relay (bench/bare_relay.py) on its own daphne;
+(3) the floor (bench/floor.py): the same N streams read by AsyncAnthropic with no relay.
+Every N gets fresh daphne processes, so CPU and RSS are per N; Redis, the fake Anthropic API
+and the database live for the whole run (the fake is reset before every phase).
+
+CPU per relayed delta = the server process's user+sys CPU from the moment every socket is
+connected (right before the sends) to the moment every stream has ended, ÷ deltas received.
+Exit code 0 when the benchmark ran (targets may still be MISS), 1 when it could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+import psutil  # noqa: E402
+
+from bench import clients, report, seed  # noqa: E402
+from bench.record import Stream  # noqa: E402
+from bench.stack import Stack, StackError  # noqa: E402
+
+
+class Shutdown(BaseException):
+    pass
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", default="100,200,500", help="comma-separated stream counts (default 100,200,500)")
+    p.add_argument("--deltas", type=int, default=100)
+    p.add_argument("--interval-ms", type=float, default=20.0)
+    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--skip-bare", action="store_true", help="no bare relay and no floor")
+    p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    p.add_argument("--timeout", type=float, default=120.0, help="per-stream timeout in seconds")
+    p.add_argument("--profile-dir", metavar="DIR", help="diagnostic: run Chatsite's daphne under cProfile (bench/profiled_daphne.py), .prof files per N (inflates its CPU)")
+    a = p.parse_args(argv)
+    a.ns = [int(x) for x in a.n.split(",") if x.strip()]
+    return a
+
+
+class ProcMeter:
+    """CPU seconds of a process between on_start and on_done, its RSS, and machine CPU busy %."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.cpu0 = self.cpu1 = 0.0
+        self.busy = None
+
+    def _cpu(self) -> float:
+        t = self.proc.cpu_times()
+        return t.user + t.system
+
+    def _main_thread_cpu(self) -> float:
+        return sum(t.user_time + t.system_time for t in self.proc.threads() if t.id == self.proc.pid)
+
+    def start(self) -> None:
+        psutil.cpu_percent(None)
+        self.cpu0 = self._cpu()
+        self.main0 = self._main_thread_cpu()
+
+    def done(self) -> None:
+        self.cpu1 = self._cpu()
+        self.main1 = self._main_thread_cpu()
+        self.busy = psutil.cpu_percent(None)
+
+    def rss_mb(self) -> float:
+        return self.proc.memory_info().rss / 2**20
+
+
+def upstream_times(stack: Stack) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for entry in stack.fake_call("GET", "/_fake/requests") or []:
+        msgs = (entry.get("body") or {}).get("messages") or []
+        user = [m for m in msgs if m.get("role") == "user"]
+        if user and isinstance(user[-1].get("content"), str):
+            out.setdefault(user[-1]["content"], entry["time"])
+    return out
+
+
+def _finish(summary: dict, meter: ProcMeter, connect_s: float) -> dict:
+    cpu = meter.cpu1 - meter.cpu0
+    main = meter.main1 - meter.main0
+    summary.update(
+        cpu_s=cpu,
+        cpu_loop_s=main,
+        cpu_threads_s=cpu - main,
+        cpu_us_per_delta=cpu / summary["relayed_deltas"] * 1e6 if summary["relayed_deltas"] else None,
+        rss_mb=meter.rss_mb(),
+        machine_busy_pct=meter.busy,
+        connect_s=connect_s,
+    )
+    return summary
+
+
+def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dict:
+    conns = seed.clients(f"{stack.token}-{n}", n)
+    profile = Path(a.profile_dir).resolve() / f"chatsite-n{n}" if a.profile_dir else None
+    if profile:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+    child = stack.start_daphne("chatsite-daphne", "chatsite.asgi:application", stack.chatsite_env(), profile=profile)
+    try:
+        base = f"http://127.0.0.1:{child.port}"
+        ops_url = base + "/chat/ops/streams.json"
+        ops0 = asyncio.run(clients.fetch_json(ops_url, staff))
+        if ops0.get("db_writes") is None:
+            raise StackError("the ops page reports no db_writes (CHATSITE_COUNT_DB_WRITES not honoured?)")
+        meter = ProcMeter(child.pid)
+        stack.script_fake(n, a.deltas, a.interval_ms)
+        targets = [
+            clients.Target(f"ws://127.0.0.1:{child.port}/ws/conversations/{cid}/", {"Cookie": f"sessionid={sk}", "Origin": base})
+            for sk, cid in conns
+        ]
+        streams, connect_s = asyncio.run(clients.run(targets, chatsite=True, timeout=a.timeout, on_start=meter.start, on_done=meter.done))
+        time.sleep(0.2)  # the last end frames' DB writes are done before they are sent; this is slack
+        ops1 = asyncio.run(clients.fetch_json(ops_url, staff))
+        summary = _finish(report.summarise(streams, a.deltas, upstream_times(stack)), meter, connect_s)
+        summary["db_writes_per_reply"] = (ops1["db_writes"] - ops0["db_writes"]) / n
+        summary["hub_stats"] = ops1.get("stats")
+        summary["_streams"] = streams
+        if summary["failed"] and child.process.poll() is not None:
+            summary["failures"]["daphne died"] = child.log_tail()
+        summary["server_log_tail"] = child.log_tail(15)
+        return summary
+    finally:
+        stack.stop(child)
+
+
+def run_bare(stack: Stack, n: int, a: argparse.Namespace) -> dict:
+    env = stack.base_env()
+    env.update(DJANGO_SETTINGS_MODULE="bench.bare_settings", ANTHROPIC_BASE_URL=stack.fake_url, ANTHROPIC_API_KEY="bench")
+    child = stack.start_daphne("bare-daphne", "bench.bare_relay:application", env)
+    try:
+        meter = ProcMeter(child.pid)
+        stack.script_fake(n, a.deltas, a.interval_ms)
+        base = f"http://127.0.0.1:{child.port}"
+        targets = [clients.Target(f"ws://127.0.0.1:{child.port}/ws/bare/", {"Origin": base}) for _ in range(n)]
+        streams, connect_s = asyncio.run(clients.run(targets, chatsite=False, timeout=a.timeout, on_start=meter.start, on_done=meter.done))
+        summary = _finish(report.summarise(streams, a.deltas, upstream_times(stack)), meter, connect_s)
+        summary["_streams"] = streams
+        summary["server_log_tail"] = child.log_tail(15)
+        return summary
+    finally:
+        stack.stop(child)
+
+
+def run_floor(stack: Stack, n: int, a: argparse.Namespace) -> dict:
+    stack.script_fake(n, a.deltas, a.interval_ms)
+    argv = [sys.executable, "-m", "bench.floor", "--base-url", stack.fake_url, "--n", str(n), "--timeout", str(a.timeout)]
+    child = stack.spawn("floor", argv, stack.base_env(), log=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = child.process.communicate(timeout=a.timeout + 60)
+    finally:
+        stack.stop(child)
+    line = next((x for x in out.splitlines() if x.startswith("FLOOR_RESULT ")), None)
+    if line is None:
+        raise StackError(f"the floor printed no result (exit {child.process.returncode}):\n{err[-2000:]}")
+    data = json.loads(line[len("FLOOR_RESULT "):])
+    streams = [Stream.from_dict(d) for d in data["streams"]]
+    summary = report.summarise(streams, a.deltas, upstream_times(stack))
+    summary.update(
+        cpu_s=data["cpu_s"],
+        cpu_us_per_delta=data["cpu_s"] / summary["relayed_deltas"] * 1e6 if summary["relayed_deltas"] else None,
+        rss_mb=data["rss_mb"],
+    )
+    summary["_streams"] = streams
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+
+    def on_signal(signum, _frame):
+        raise Shutdown(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    stack = Stack(a.db)
+    results = []
+    code = 0
+    try:
+        stack.start_redis()
+        stack.start_fake()
+        stack.create_database()
+        stack.migrate()
+        seed.setup(stack.chatsite_env())
+        staff = seed.staff_session(f"bench-staff-{stack.token}")
+        say(f"{os.cpu_count()} cores, Python {platform.python_version()}; db {a.db}; {stack.redis_description}; fake at {stack.fake_url}")
+        say("per N: Chatsite, then bare relay, then floor, one after another, fresh daphne per phase; "
+            "CPU window = all sockets connected → all streams ended")
+        if a.profile_dir:
+            say(f"PROFILING Chatsite's daphne under cProfile into {a.profile_dir}: its CPU and latency figures are inflated")
+        for n in a.ns:
+            say(f"N = {n}: Chatsite…")
+            c = run_chatsite(stack, n, a, staff)
+            b = fl = None
+            if not a.skip_bare:
+                say(f"N = {n}: bare relay…")
+                b = run_bare(stack, n, a)
+                say(f"N = {n}: floor…")
+                fl = run_floor(stack, n, a)
+            print(report.block(n, a.deltas, a.interval_ms, a.db, c, b, fl), flush=True)
+            if c["failed"]:
+                print("Chatsite server log (tail):\n" + c["server_log_tail"], flush=True)
+            targets = report.targets(n, c, b)
+            results.append({"n": n, "chatsite": c, "bare": b, "floor": fl, "targets": [{"target": t, "pass": ok} for t, ok in targets]})
+        print("RESULT " + " ".join(
+            f"n={r['n']}:chatsite={r['chatsite']['completed']}/{r['chatsite']['failed']}"
+            + (f",bare={r['bare']['completed']}/{r['bare']['failed']}" if r["bare"] else "")
+            for r in results), flush=True)  # fmt: skip
+        if a.json:
+            def clean(d):
+                return None if d is None else {k: v for k, v in d.items() if not k.startswith("_")}
+
+            payload = {"args": {k: v for k, v in vars(a).items()}, "results": [
+                {**r, "chatsite": clean(r["chatsite"]), "bare": clean(r["bare"]), "floor": clean(r["floor"])} for r in results
+            ]}  # fmt: skip
+            Path(a.json).write_text(json.dumps(payload, indent=2))
+            say(f"wrote {a.json}")
+    except StackError as exc:
+        say(f"error: {exc}")
+        code = 1
+    except Shutdown as exc:
+        say(f"{exc} received; stopping")
+        code = 130
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        stack.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
