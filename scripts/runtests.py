@@ -35,6 +35,9 @@ def test_env(redis_url: str) -> dict[str, str]:
         CHANNEL_LAYER_PREFIX=f"chatsite-test-{os.getpid()}",
         SECRET_KEY=TEST_SECRET_KEY,
         DJANGO_SETTINGS_MODULE="chatsite.settings",
+        # Close PostgreSQL connections after each use: the runner's worker threads would
+        # otherwise hold them open and block dropping the test database at the end.
+        CONN_MAX_AGE="0",
     )
     return env
 
