@@ -25,11 +25,13 @@ class Stream:
     frames: int = 0  # delta frames received
     gaps: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, one per stamp
+    frame_times: list[float] = field(default_factory=list)  # receive time of every applied frame
     _carry: str = ""
     _last: float = 0.0
 
     def take_text(self, new: str, now: float) -> None:
         """Apply newly received text (no duplicates): record a latency per complete stamp."""
+        self.frame_times.append(now)
         buf = self._carry + new if self._carry else new
         end = 0
         for m in STAMP_RE.finditer(buf):
@@ -55,6 +57,7 @@ class Stream:
         d.pop("_carry")
         d.pop("_last")
         d["latencies"] = [round(x, 5) for x in self.latencies]
+        d["frame_times"] = [round(x, 4) for x in self.frame_times]
         return d
 
     @classmethod

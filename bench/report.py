@@ -35,6 +35,12 @@ def summarise(streams: list[Stream], deltas: int, upstream_times: dict[str, floa
         for s in streams if not s.ok(deltas)
     )
     ms = lambda v: None if v is None else v * 1000  # noqa: E731
+    # Longest silence between two frames of one stream (a stalled relay shows here).
+    longest_gap = [max(b - a for a, b in zip(s.frame_times, s.frame_times[1:])) for s in streams if len(s.frame_times) > 1]
+    # Frames received per 100 ms across all streams, from the first send: a stall is a row of zeros.
+    t0 = min(sends) if sends else 0.0
+    timeline = collections.Counter(int((t - t0) * 10) for s in streams for t in s.frame_times)
+    stalls = _stalls(timeline)
     return {
         "n": len(streams),
         "completed": len(ok),
@@ -48,10 +54,29 @@ def summarise(streams: list[Stream], deltas: int, upstream_times: dict[str, floa
         "ttft_p99_ms": ms(pct(ttft, 99)),
         "upstream_p50_ms": ms(pct(up, 50)),
         "upstream_p99_ms": ms(pct(up, 99)),
+        "longest_frame_gap_p50_ms": ms(pct(longest_gap, 50)),
+        "longest_frame_gap_max_ms": ms(max(longest_gap)) if longest_gap else None,
+        "stalls": stalls,
+        "frames_per_100ms": [timeline.get(i, 0) for i in range(max(timeline) + 1)] if timeline else [],
         "frames_per_reply": sum(s.frames for s in streams) / max(1, len(streams)),
         "gaps": sum(s.gaps for s in streams),
         "relayed_deltas": sum(s.stamps for s in streams),
     }
+
+
+def _stalls(timeline: collections.Counter) -> list[list[float]]:
+    """[start s, length s] of every run of ≥ 200 ms with no frame for any stream, between the first and last frame."""
+    if not timeline:
+        return []
+    out, start = [], None
+    for i in range(min(timeline), max(timeline) + 1):
+        if timeline.get(i, 0) == 0:
+            start = i if start is None else start
+        elif start is not None:
+            if i - start >= 2:
+                out.append([start / 10, (i - start) / 10])
+            start = None
+    return out
 
 
 def _f(v, fmt: str = "{:.0f}") -> str:
@@ -100,6 +125,7 @@ def block(n: int, deltas: int, interval_ms: float, db: str, c: dict, b: dict | N
     row("server CPU s: loop / threads", lambda d: _pair(d.get("cpu_loop_s"), d.get("cpu_threads_s"), "{:.2f}"))
     row("machine CPU busy (%)", lambda d: _f(d.get("machine_busy_pct")))
     row("RSS (MB)", lambda d: _f(d.get("rss_mb")))
+    row("longest frame gap p50/max (ms)", lambda d: _pair(d.get("longest_frame_gap_p50_ms"), d.get("longest_frame_gap_max_ms")))
     row("frames / reply, gaps", lambda d: f"{d['frames_per_reply']:.1f}, {d['gaps']}")
     row("connect all sockets (s)", lambda d: _f(d.get("connect_s"), "{:.2f}"))
 

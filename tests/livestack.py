@@ -178,6 +178,25 @@ class LiveStack:
             raise
         return self
 
+    def restart_after_crash(self) -> None:
+        """SIGKILL daphne (no cleanup at all), sweep as `make run` does at start-up, start it again
+        on the same port."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        env = self.child_env()
+        sweep = subprocess.run(
+            [sys.executable, "manage.py", "recover_generations", "--all"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )
+        if sweep.returncode != 0:
+            raise LiveStackError(f"recover_generations failed:\n{sweep.stderr}")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
+            cwd=REPO_ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         problem = "no answer yet"

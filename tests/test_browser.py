@@ -414,3 +414,40 @@ def test_conversation_started_in_another_tab_appears_in_the_sidebar(page: Page, 
     expect(page.locator(".conv-item")).to_have_count(2)
     expect(item).not_to_have_class(re.compile(r"\bgenerating\b"), timeout=20_000)
     other.close()
+
+
+def test_server_crash_mid_reply_page_reconnects_and_keeps_the_text(browser: Browser, fake_anthropic):
+    """The server is killed while writing; the page says it is offline, reconnects by itself
+    when the server is back, and shows the kept text as interrupted with Continue and Retry."""
+    stack = LiveStack(anthropic_url=fake_anthropic.url).start()
+    context = browser.new_context(base_url=stack.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        token = unique("crash")
+        words = " ".join(f"k{i:03d}" for i in range(400))
+        fake_anthropic.script({"text": words, "tps": 40}, match=token)
+        sign_up(page)
+        start_chat(page, f"long one {token}")
+        body = page.locator("#thread .msg-assistant .msg-body").last
+        expect(body).to_contain_text("k040")
+        page.wait_for_timeout(700)  # past a checkpoint (0.5 s in the live stack)
+
+        stack.proc.kill()  # the page's socket drops with the process
+        expect(page.locator("#conn-status")).to_contain_text("Offline", timeout=10_000)
+        shown = body.inner_text()
+        assert words.startswith(norm(shown)), "what was shown stays on screen"
+
+        stack.restart_after_crash()
+        reply = page.locator("#thread .msg-assistant").last
+        expect(reply).to_have_class(re.compile(r"\bstatus-interrupted\b"), timeout=20_000)
+        expect(page.locator("#conn-status")).to_have_text("")
+        stored, status = stack.stored_replies()[-1]
+        assert status == "interrupted" and len(stored) > 0 and words.startswith(stored)
+        assert norm(reply.locator(".msg-body").inner_text()) == norm(stored)
+        expect(reply.locator(".msg-error")).to_contain_text("text so far is kept")
+        expect(reply.get_by_role("button", name="Continue")).to_be_visible()
+        expect(reply.get_by_role("button", name="Retry")).to_be_visible()
+    finally:
+        context.close()
+        stack.stop()
