@@ -25,6 +25,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,6 +117,20 @@ def _finish(summary: dict, meter: ProcMeter, connect_s: float) -> dict:
     return summary
 
 
+def server_errors(child) -> str:
+    """The first traceback/error lines of a server log, and where a copy of the log is kept."""
+    if child.log_path is None or not child.log_path.exists():
+        return ""
+    lines = child.log_path.read_text(errors="replace").splitlines()
+    hits = [i for i, line in enumerate(lines) if "Traceback" in line or " ERROR " in line or "Exception" in line]
+    if not hits:
+        return ""
+    keep = Path(tempfile.gettempdir()) / f"chatsite-bench-{child.name}-{child.pid}.log"
+    keep.write_text("\n".join(lines))
+    first = hits[0]
+    return f"{len(hits)} error lines; full log kept at {keep}; first:\n" + "\n".join(lines[first:first + 40])
+
+
 def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dict:
     conns = seed.clients(f"{stack.token}-{n}", n)
     profile = Path(a.profile_dir).resolve() / f"chatsite-n{n}" if a.profile_dir else None
@@ -143,7 +158,7 @@ def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dic
         summary["_streams"] = streams
         if summary["failed"] and child.process.poll() is not None:
             summary["failures"]["daphne died"] = child.log_tail()
-        summary["server_log_tail"] = child.log_tail(15)
+        summary["server_errors"] = server_errors(child)
         return summary
     finally:
         stack.stop(child)
@@ -161,7 +176,7 @@ def run_bare(stack: Stack, n: int, a: argparse.Namespace) -> dict:
         streams, connect_s = asyncio.run(clients.run(targets, chatsite=False, timeout=a.timeout, on_start=meter.start, on_done=meter.done))
         summary = _finish(report.summarise(streams, a.deltas, upstream_times(stack)), meter, connect_s)
         summary["_streams"] = streams
-        summary["server_log_tail"] = child.log_tail(15)
+        summary["server_errors"] = server_errors(child)
         return summary
     finally:
         stack.stop(child)
@@ -223,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"N = {n}: floor…")
                 fl = run_floor(stack, n, a)
             print(report.block(n, a.deltas, a.interval_ms, a.db, c, b, fl), flush=True)
-            if c["failed"]:
-                print("Chatsite server log (tail):\n" + c["server_log_tail"], flush=True)
+            for name, d in (("Chatsite", c), ("bare relay", b)):
+                if d is not None and d.get("server_errors"):
+                    print(f"{name} server errors: {d['server_errors']}", flush=True)
             targets = report.targets(n, c, b)
             results.append({"n": n, "chatsite": c, "bare": b, "floor": fl, "targets": [{"target": t, "pass": ok} for t, ok in targets]})
         print("RESULT " + " ".join(

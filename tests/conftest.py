@@ -50,6 +50,13 @@ def _make_user(username: str):
 
 
 @pytest.fixture
+def conversation(alice):
+    from conversations import services
+
+    return services.conversation_create(owner=alice)
+
+
+@pytest.fixture
 def alice(db):
     return _make_user("alice")
 
@@ -136,9 +143,22 @@ class Socket:
             elif frame["type"] == "generation.end":
                 return text, frame
 
+    async def send_message(self, content: str, client_id: str = "c1") -> dict[str, Any]:
+        """Send a chat message; return the server's `message.created` acknowledgement."""
+        await self.send({"type": "send", "content": content, "client_id": client_id})
+        created = await self.receive_type("message.created")
+        assert created["client_id"] == client_id
+        return created
+
     async def close(self) -> None:
         if self.comm is not None:
             await self.comm.disconnect()
+
+
+async def stored_message(pk: int):
+    from conversations.models import Message
+
+    return await sync_to_async(Message.objects.get)(pk=pk)
 
 
 @pytest.fixture

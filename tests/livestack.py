@@ -158,20 +158,11 @@ class LiveStack:
     def start(self) -> "LiveStack":
         try:
             self._create_database()
-            env = self.child_env()
-            migrate = subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--noinput"],
-                cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
-            )
-            if migrate.returncode != 0:
-                raise LiveStackError(f"migrate failed ({migrate.returncode}):\n{migrate.stdout}\n{migrate.stderr}")
+            self.manage("migrate", "--noinput")
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             self._log_file = open(self.log_path, "wb")
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
-                cwd=REPO_ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
-            )
+            self.proc = self.spawn_daphne(self.port)
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -184,18 +175,24 @@ class LiveStack:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
-        env = self.child_env()
-        sweep = subprocess.run(
-            [sys.executable, "manage.py", "recover_generations", "--all"],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
-        )
-        if sweep.returncode != 0:
-            raise LiveStackError(f"recover_generations failed:\n{sweep.stderr}")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"],
-            cwd=REPO_ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
-        )
+        self.manage("recover_generations", "--all")
+        self.proc = self.spawn_daphne(self.port)
         self._wait_ready()
+
+    def manage(self, *args: str, env: dict[str, str] | None = None) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO_ROOT, env=env or self.child_env(), capture_output=True, text=True, timeout=120,
+        )
+        if result.returncode != 0:
+            raise LiveStackError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def spawn_daphne(self, port: int, log_file=None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
+            cwd=REPO_ROOT, env=self.child_env(), stdout=log_file or self._log_file, stderr=subprocess.STDOUT,
+        )
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -9,25 +9,11 @@ from asgiref.sync import sync_to_async
 
 from conversations import services
 from conversations.models import Message
-from tests.conftest import Socket
+from tests.conftest import Socket, stored_message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
 
-@pytest.fixture
-def conversation(alice):
-    return services.conversation_create(owner=alice)
-
-
-async def _send(sock: Socket, content: str, client_id: str = "c1") -> dict:
-    await sock.send({"type": "send", "content": content, "client_id": client_id})
-    created = await sock.receive_type("message.created")
-    assert created["client_id"] == client_id
-    return created
-
-
-async def _message(pk: int) -> Message:
-    return await sync_to_async(Message.objects.get)(pk=pk)
 
 
 async def test_reply_streams_over_websocket_and_is_stored(llm, token, alice, conversation):
@@ -36,7 +22,7 @@ async def test_reply_streams_over_websocket_and_is_stored(llm, token, alice, con
     sock = Socket(alice, conversation.pk)
     assert (await sock.connect())[0]
 
-    created = await _send(sock, f"hi {token}")
+    created = await sock.send_message(f"hi {token}")
     gid = created["reply"]["generation_id"]
     assert created["user_message"]["role"] == "user"
     assert created["reply"]["status"] == "streaming"
@@ -48,11 +34,11 @@ async def test_reply_streams_over_websocket_and_is_stored(llm, token, alice, con
     assert end["message"]["status"] == "complete"
     assert "<strong>there</strong>" in end["message"]["html"]
 
-    reply = await _message(created["reply"]["id"])
+    reply = await stored_message(created["reply"]["id"])
     assert reply.content == text
     assert reply.status == Message.Status.COMPLETE
     assert reply.input_tokens > 0 and reply.output_tokens > 0
-    user_message = await _message(created["user_message"]["id"])
+    user_message = await stored_message(created["user_message"]["id"])
     assert user_message.content == f"hi {token}"
     assert reply.parent_id == user_message.pk
     await sock.close()
@@ -64,9 +50,9 @@ async def test_history_and_system_prompt_reach_claude(llm, token, alice, convers
     llm.script([{"text": "second answer"}], match=f"two {token}")
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"one {token}")
+    created = await sock.send_message(f"one {token}")
     await sock.follow_to_end(created["reply"]["generation_id"])
-    created = await _send(sock, f"two {token}", client_id="c2")
+    created = await sock.send_message(f"two {token}", client_id="c2")
     await sock.follow_to_end(created["reply"]["generation_id"])
 
     body = [r["body"] for r in llm.requests() if f"two {token}" in str(r["body"]["messages"])][-1]
@@ -82,7 +68,7 @@ async def test_two_sockets_on_one_conversation_both_get_the_whole_reply(llm, tok
     tab1, tab2 = Socket(alice, conversation.pk), Socket(alice, conversation.pk)
     await tab1.connect()
     await tab2.connect()
-    created = await _send(tab1, f"go {token}")
+    created = await tab1.send_message(f"go {token}")
     gid = created["reply"]["generation_id"]
     other = await tab2.receive_type("message.created")
     assert other["user_message"]["text"] == f"go {token}"
@@ -100,7 +86,7 @@ async def test_second_send_while_a_reply_is_streaming_is_refused(llm, token, ali
     llm.script([{"text": "slow " * 40, "tps": 40}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"first {token}")
+    created = await sock.send_message(f"first {token}")
     await sock.send({"type": "send", "content": "second", "client_id": "c2"})
     error = await sock.receive_type("error")
     assert error["code"] == "busy" and error["client_id"] == "c2"
@@ -115,14 +101,14 @@ async def test_stop_keeps_the_partial_and_marks_it_stopped(llm, token, alice, co
     tab1, tab2 = Socket(alice, conversation.pk), Socket(alice, conversation.pk)
     await tab1.connect()
     await tab2.connect()
-    created = await _send(tab1, f"go {token}")
+    created = await tab1.send_message(f"go {token}")
     gid = created["reply"]["generation_id"]
     while not any(f["type"] == "delta" for f in tab1.frames):
         await tab1.receive()
     await tab2.send({"type": "stop", "generation_id": gid})  # from the other tab
     streamed, end = await tab1.follow_to_end(gid)
     assert end["message"]["status"] == "stopped"
-    reply = await _message(created["reply"]["id"])
+    reply = await stored_message(created["reply"]["id"])
     assert reply.status == Message.Status.STOPPED
     assert reply.content == streamed
     assert 0 < len(reply.content) < len("word " * 400)
@@ -134,13 +120,13 @@ async def test_upstream_failure_keeps_the_persons_message_and_explains(llm, toke
     llm.script([{"status": 500, "repeat": 20}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"please {token}")
+    created = await sock.send_message(f"please {token}")
     _, end = await sock.follow_to_end(created["reply"]["generation_id"], timeout=40)
     assert end["message"]["status"] == "error"
     assert end["message"]["error_code"] == "upstream_error"
     assert "internal error" in end["message"]["error"]
     assert "Traceback" not in end["message"]["error"] and "500" not in end["message"]["error"]
-    user_message = await _message(created["user_message"]["id"])
+    user_message = await stored_message(created["user_message"]["id"])
     assert user_message.content == f"please {token}"
     await sock.close()
 
@@ -149,12 +135,12 @@ async def test_stream_cut_midway_keeps_the_partial(llm, token, alice, conversati
     llm.script([{"text": "one two three four five six seven eight", "cut_after": 3, "tps": 100}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"cut {token}")
+    created = await sock.send_message(f"cut {token}")
     streamed, end = await sock.follow_to_end(created["reply"]["generation_id"])
     assert streamed == "one two three "
     assert end["message"]["status"] == "error"
     assert end["message"]["error_code"] == "stream_cut"
-    reply = await _message(created["reply"]["id"])
+    reply = await stored_message(created["reply"]["id"])
     assert reply.content == "one two three "
     await sock.close()
 
@@ -163,7 +149,7 @@ async def test_rate_limit_then_success_is_retried_transparently(llm, token, alic
     llm.script([{"status": 429, "retry_after_ms": 20}, {"text": "after the retry"}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"retry {token}")
+    created = await sock.send_message(f"retry {token}")
     streamed, end = await sock.follow_to_end(created["reply"]["generation_id"])
     assert streamed == "after the retry"
     assert end["message"]["status"] == "complete"
@@ -205,7 +191,7 @@ async def test_other_user_cannot_follow_or_stop_a_generation(llm, token, alice, 
     llm.script([{"text": "secret " * 50, "tps": 100}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"go {token}")
+    created = await sock.send_message(f"go {token}")
     gid = created["reply"]["generation_id"]
     bobs = await sync_to_async(services.conversation_create)(owner=bob)
     intruder = Socket(bob, bobs.pk)

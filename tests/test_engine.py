@@ -11,23 +11,11 @@ from asgiref.sync import sync_to_async
 from conversations import hub as hub_module
 from conversations import services
 from conversations.models import Message
-from tests.conftest import Socket
+from tests.conftest import Socket, stored_message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
 
-@pytest.fixture
-def conversation(alice):
-    return services.conversation_create(owner=alice)
-
-
-async def _send(sock: Socket, content: str, client_id: str = "c1") -> dict:
-    await sock.send({"type": "send", "content": content, "client_id": client_id})
-    return await sock.receive_type("message.created")
-
-
-async def _message(pk: int) -> Message:
-    return await sync_to_async(Message.objects.get)(pk=pk)
 
 
 def _words(n: int, prefix: str = "w") -> str:
@@ -39,7 +27,7 @@ async def test_a_new_socket_resumes_from_its_offset_without_gap_or_duplicate(llm
     llm.script([{"text": text, "tps": 150}], match=token)
     first = Socket(alice, conversation.pk)
     await first.connect()
-    created = await _send(first, f"go {token}")
+    created = await first.send_message(f"go {token}")
     gid = created["reply"]["generation_id"]
     have = ""
     while len(have) < 200:  # read some text, then "reload"
@@ -54,7 +42,7 @@ async def test_a_new_socket_resumes_from_its_offset_without_gap_or_duplicate(llm
     await second.send({"type": "follow", "generation_id": gid, "offset": len(have)})
     streamed, end = await second.follow_to_end(gid, have=have)
     assert streamed == text
-    stored = await _message(created["reply"]["id"])
+    stored = await stored_message(created["reply"]["id"])
     assert stored.content == text and end["message"]["status"] == "complete"
     await second.close()
 
@@ -63,7 +51,7 @@ async def test_following_a_finished_generation_gets_its_end_frame_once(llm, toke
     llm.script([{"text": "short answer"}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"go {token}")
+    created = await sock.send_message(f"go {token}")
     gid = created["reply"]["generation_id"]
     await sock.follow_to_end(gid)
     late = Socket(alice, conversation.pk)
@@ -84,7 +72,7 @@ async def test_follow_again_resends_from_the_given_offset(llm, token, alice, con
     llm.script([{"text": text, "tps": 100}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"go {token}")
+    created = await sock.send_message(f"go {token}")
     gid = created["reply"]["generation_id"]
     while not any(f["type"] == "delta" and f["offset"] > 50 for f in sock.frames):
         await sock.receive()
@@ -102,14 +90,14 @@ async def test_continue_after_stop_appends_to_the_kept_text(llm, token, alice, c
     llm.script([{"text": _words(300), "tps": 80}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"go {token}")
+    created = await sock.send_message(f"go {token}")
     gid = created["reply"]["generation_id"]
     while not any(f["type"] == "delta" for f in sock.frames):
         await sock.receive()
     await sock.send({"type": "stop", "generation_id": gid})
     partial, end = await sock.follow_to_end(gid)
     assert end["message"]["status"] == "stopped"
-    stopped = await _message(created["reply"]["id"])
+    stopped = await stored_message(created["reply"]["id"])
 
     llm.script([{"text": " and the rest."}], match=token)
     await sock.send({"type": "continue", "message_id": stopped.pk, "client_id": "cont"})
@@ -118,7 +106,7 @@ async def test_continue_after_stop_appends_to_the_kept_text(llm, token, alice, c
     assert new_gid != gid and again["reply"]["id"] == stopped.pk and again["reply"]["text"] == partial
     final, end = await sock.follow_to_end(new_gid, have=partial)
     assert final == partial + " and the rest."
-    stored = await _message(stopped.pk)
+    stored = await stored_message(stopped.pk)
     assert stored.content == final and stored.status == Message.Status.COMPLETE
     assert stored.input_tokens > stopped.input_tokens  # both generations are counted
     prefill = [r["body"]["messages"] for r in llm.requests() if r["body"]["messages"][-1]["role"] == "assistant"][-1]
@@ -130,7 +118,7 @@ async def test_regenerate_never_shows_the_old_generations_text(llm, token, alice
     llm.script([{"text": "first version"}, {"text": "second version"}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"go {token}")
+    created = await sock.send_message(f"go {token}")
     first, _ = await sock.follow_to_end(created["reply"]["generation_id"])
     sock.frames.clear()
     await sock.send({"type": "regenerate", "message_id": created["reply"]["id"], "client_id": "r"})
@@ -160,14 +148,14 @@ async def test_faults_end_in_the_expected_stored_state(llm, token, alice, conver
     llm.script(replies, match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"fault {token}")
+    created = await sock.send_message(f"fault {token}")
     streamed, end = await sock.follow_to_end(created["reply"]["generation_id"], timeout=30)
-    stored = await _message(created["reply"]["id"])
+    stored = await stored_message(created["reply"]["id"])
     assert (stored.status, stored.error_code, stored.content) == (status, error_code, text)
     assert streamed == text and end["message"]["status"] == status
     if status == "error":
         assert stored.error and "Error" not in stored.error and "{" not in stored.error  # human, not an exception
-    user_message = await _message(created["user_message"]["id"])
+    user_message = await stored_message(created["user_message"]["id"])
     assert user_message.content == f"fault {token}"
     await sock.close()
 
@@ -182,7 +170,7 @@ async def test_slow_first_byte_beyond_the_timeout_fails_with_a_clear_message(llm
     llm.script([{"text": "too late", "first_byte_delay_ms": 2000, "repeat": 5}], match=token)
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    created = await _send(sock, f"slow {token}")
+    created = await sock.send_message(f"slow {token}")
     _, end = await sock.follow_to_end(created["reply"]["generation_id"], timeout=30)
     assert end["message"]["status"] == "error" and end["message"]["error_code"] == "timeout"
     assert "too long" in end["message"]["error"]
@@ -202,7 +190,7 @@ async def test_disconnect_storm_every_client_ends_with_the_stored_text(llm, toke
     gids = {}
     for i, (sock, conv) in enumerate(zip(senders, conversations)):
         await sock.connect()
-        created = await _send(sock, f"go {token}-{i}")
+        created = await sock.send_message(f"go {token}-{i}")
         gids[conv.pk] = (created["reply"]["generation_id"], created["reply"]["id"])
 
     async def flaky_client(conv_id: int) -> str:
@@ -229,7 +217,7 @@ async def test_disconnect_storm_every_client_ends_with_the_stored_text(llm, toke
     clients = [flaky_client(conv.pk) for conv in conversations for _ in range(5)]
     results = await asyncio.gather(*clients, *(s.follow_to_end(gids[c.pk][0]) for s, c in zip(senders, conversations)))
     for conv in conversations:
-        stored = await _message(gids[conv.pk][1])
+        stored = await stored_message(gids[conv.pk][1])
         assert stored.status == Message.Status.COMPLETE and stored.content == texts[conv.pk]
     flaky, steady = results[: len(clients)], results[len(clients):]
     expected = [texts[conv.pk] for conv in conversations for _ in range(5)]
@@ -249,7 +237,7 @@ async def test_database_writes_per_reply_do_not_grow_with_its_length(llm, token,
     for n, tps in ((20, 20), (400, 400)):  # both last ~1 s: 20 deltas vs 400 deltas
         llm.script([{"text": _words(n), "tps": tps}], match=f"{token}-{n}")
         before = hub.stats["checkpoint_statements"]
-        created = await _send(sock, f"go {token}-{n}", client_id=str(n))
+        created = await sock.send_message(f"go {token}-{n}", client_id=str(n))
         await sock.follow_to_end(created["reply"]["generation_id"])
         counts.append(hub.stats["checkpoint_statements"] - before)
     assert 1 <= counts[1] <= counts[0] + 2, counts

@@ -10,13 +10,11 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 
 import pytest
 
-from tests.livestack import REPO_ROOT, LiveStack, free_port
+from tests.livestack import LiveStack, free_port
 from tests.wsclient import ChatClient
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the Redis channel layer (make test provides it)")
@@ -30,10 +28,7 @@ class TwoProcessStack(LiveStack):
         self.second_port = free_port()
         self.second_url = f"http://127.0.0.1:{self.second_port}"
         self.second_log = open(self.tmpdir / "second.log", "wb")
-        self.second = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.second_port), "chatsite.asgi:application"],
-            cwd=REPO_ROOT, env=self.child_env(), stdout=self.second_log, stderr=subprocess.STDOUT,
-        )
+        self.second = self.spawn_daphne(self.second_port, log_file=self.second_log)
         primary = (self.proc, self.port, self.url)
         self.proc, self.port, self.url = self.second, self.second_port, self.second_url
         try:
@@ -47,10 +42,7 @@ class TwoProcessStack(LiveStack):
         self.proc.wait()
 
     def reap(self, stale_after: float) -> str:
-        env = self.child_env() | {"CHATSITE_HEARTBEAT_STALE_SECONDS": str(stale_after)}
-        result = subprocess.run([sys.executable, "manage.py", "recover_generations"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+        return self.manage("recover_generations", env=self.child_env() | {"CHATSITE_HEARTBEAT_STALE_SECONDS": str(stale_after)})
 
     def stop(self) -> None:
         second = getattr(self, "second", None)
