@@ -1,16 +1,19 @@
-"""Diagnostic only: daphne with cProfile on every thread, timing thread CPU, not wall time.
+"""Diagnostic only: daphne with cProfile timing thread CPU (not wall time) in every thread.
 
     python -m bench.profiled_daphne OUT_PREFIX <daphne args...>
 
-writes OUT_PREFIX.main.prof (the event loop thread) and OUT_PREFIX.threads.prof (all other
-threads merged: the sync_to_async workers doing ORM work). `time.thread_time` as the timer
-means time spent waiting (GIL, locks, sockets) is not counted: tottime is CPU burnt there.
+The event-loop thread is profiled between SIGUSR1 and SIGUSR2 (the bench sends them when all
+sockets are connected and when all streams ended), then OUT_PREFIX.main.prof is written. Every
+other thread (the sync_to_async workers doing ORM work) is profiled from its start, merged into
+OUT_PREFIX.threads.prof at exit. `time.thread_time` as the timer leaves out time spent waiting
+(GIL, locks, sockets): tottime is CPU burnt in that function.
 """
 
 from __future__ import annotations
 
 import cProfile
 import pstats
+import signal
 import sys
 import threading
 import time
@@ -31,15 +34,22 @@ def main() -> None:
     prefix, sys.argv = sys.argv[1], ["daphne", *sys.argv[2:]]
     from daphne.cli import CommandLineInterface
 
-    threading.setprofile(_thread_start)
     main_prof = cProfile.Profile(time.thread_time)
-    main_prof.enable()
+
+    def start(*_args) -> None:
+        main_prof.enable()
+
+    def stop(*_args) -> None:
+        main_prof.disable()
+        main_prof.dump_stats(prefix + ".main.prof")
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    threading.setprofile(_thread_start)
     try:
         CommandLineInterface.entrypoint()
     finally:
-        main_prof.disable()
         threading.setprofile(None)
-        main_prof.dump_stats(prefix + ".main.prof")
         with _lock:
             profiles = list(_profiles)
         if profiles:

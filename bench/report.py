@@ -123,6 +123,7 @@ def block(n: int, deltas: int, interval_ms: float, db: str, c: dict, b: dict | N
     row("DB writes / reply", lambda d: _f(d.get("db_writes_per_reply"), "{:.1f}"))
     row("CPU µs / relayed delta", lambda d: _f(d.get("cpu_us_per_delta")), "cpu_us_per_delta")
     row("server CPU s: loop / threads", lambda d: _pair(d.get("cpu_loop_s"), d.get("cpu_threads_s"), "{:.2f}"))
+    row("CPU s: fake / bench clients", lambda d: _pair(d.get("fake_cpu_s"), d.get("clients_cpu_s"), "{:.2f}"))
     row("machine CPU busy (%)", lambda d: _f(d.get("machine_busy_pct")))
     row("RSS (MB)", lambda d: _f(d.get("rss_mb")))
     row("longest frame gap p50/max (ms)", lambda d: _pair(d.get("longest_frame_gap_p50_ms"), d.get("longest_frame_gap_max_ms")))

@@ -80,6 +80,7 @@ class Stack:
         self.redis_url = ""
         self.redis_description = ""
         self.fake_url = ""
+        self.fake_pid: int | None = None
         self.database_url = ""
         self._pg_admin_url: str | None = None
         self.token = secrets.token_hex(4)
@@ -159,6 +160,7 @@ class Stack:
                 raise StackError(f"the fake Anthropic server exited with {child.process.wait()}")
             if line.startswith(FAKE_READY_PREFIX):
                 self.fake_url = line[len(FAKE_READY_PREFIX):].strip()
+                self.fake_pid = child.pid
                 return
 
     def fake_call(self, method: str, path: str, payload: object = None) -> object:

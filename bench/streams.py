@@ -64,10 +64,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class ProcMeter:
-    """CPU seconds of a process between on_start and on_done, its RSS, and machine CPU busy %."""
+    """CPU seconds of a process between on_start and on_done, its RSS, and machine CPU busy %.
 
-    def __init__(self, pid: int) -> None:
+    With `signals`, the process gets SIGUSR1 at start and SIGUSR2 at done (bench/profiled_daphne.py).
+    """
+
+    def __init__(self, pid: int, signals: bool = False, fake_pid: int | None = None) -> None:
+        self.signals = signals
         self.proc = psutil.Process(pid)
+        self.others = {"fake": psutil.Process(fake_pid) if fake_pid else None, "clients": psutil.Process()}
+        self.others0: dict[str, float] = {}
+        self.others_s: dict[str, float] = {}
         self.cpu0 = self.cpu1 = 0.0
         self.busy = None
 
@@ -82,11 +89,17 @@ class ProcMeter:
         psutil.cpu_percent(None)
         self.cpu0 = self._cpu()
         self.main0 = self._main_thread_cpu()
+        self.others0 = {k: sum(p.cpu_times()[:2]) for k, p in self.others.items() if p is not None}
+        if self.signals:
+            self.proc.send_signal(signal.SIGUSR1)
 
     def done(self) -> None:
         self.cpu1 = self._cpu()
         self.main1 = self._main_thread_cpu()
         self.busy = psutil.cpu_percent(None)
+        self.others_s = {k: sum(self.others[k].cpu_times()[:2]) - v for k, v in self.others0.items()}
+        if self.signals:
+            self.proc.send_signal(signal.SIGUSR2)
 
     def rss_mb(self) -> float:
         return self.proc.memory_info().rss / 2**20
@@ -112,6 +125,8 @@ def _finish(summary: dict, meter: ProcMeter, connect_s: float) -> dict:
         cpu_us_per_delta=cpu / summary["relayed_deltas"] * 1e6 if summary["relayed_deltas"] else None,
         rss_mb=meter.rss_mb(),
         machine_busy_pct=meter.busy,
+        fake_cpu_s=meter.others_s.get("fake"),
+        clients_cpu_s=meter.others_s.get("clients"),
         connect_s=connect_s,
     )
     return summary
@@ -128,7 +143,7 @@ def server_errors(child) -> str:
     keep = Path(tempfile.gettempdir()) / f"chatsite-bench-{child.name}-{child.pid}.log"
     keep.write_text("\n".join(lines))
     first = hits[0]
-    return f"{len(hits)} error lines; full log kept at {keep}; first:\n" + "\n".join(lines[first:first + 40])
+    return f"{len(hits)} error lines; full log kept at {keep}; first:\n" + "\n".join(lines[first:first + 20])
 
 
 def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dict:
@@ -143,7 +158,7 @@ def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dic
         ops0 = asyncio.run(clients.fetch_json(ops_url, staff))
         if ops0.get("db_writes") is None:
             raise StackError("the ops page reports no db_writes (CHATSITE_COUNT_DB_WRITES not honoured?)")
-        meter = ProcMeter(child.pid)
+        meter = ProcMeter(child.pid, signals=profile is not None, fake_pid=stack.fake_pid)
         stack.script_fake(n, a.deltas, a.interval_ms)
         targets = [
             clients.Target(f"ws://127.0.0.1:{child.port}/ws/conversations/{cid}/", {"Cookie": f"sessionid={sk}", "Origin": base})
@@ -169,7 +184,7 @@ def run_bare(stack: Stack, n: int, a: argparse.Namespace) -> dict:
     env.update(DJANGO_SETTINGS_MODULE="bench.bare_settings", ANTHROPIC_BASE_URL=stack.fake_url, ANTHROPIC_API_KEY="bench")
     child = stack.start_daphne("bare-daphne", "bench.bare_relay:application", env)
     try:
-        meter = ProcMeter(child.pid)
+        meter = ProcMeter(child.pid, fake_pid=stack.fake_pid)
         stack.script_fake(n, a.deltas, a.interval_ms)
         base = f"http://127.0.0.1:{child.port}"
         targets = [clients.Target(f"ws://127.0.0.1:{child.port}/ws/bare/", {"Origin": base}) for _ in range(n)]

@@ -104,7 +104,10 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's blocking
                 # BZPOPMIN timeout: reads then fail at random with "Timeout reading". Give it room.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+                # Its async pool also caps at 100 connections and raises when they are all busy
+                # (a burst of replies ending at once); allow bursts instead of losing messages.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5,
+                           "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=1000)}],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1000),
                 "expiry": 60,

@@ -24,25 +24,27 @@ def conversation_get_for_user(*, user: AbstractBaseUser, conversation_id: int) -
         raise Http404("No such conversation") from None
 
 
-def conversation_thread(*, conversation: Conversation) -> list[Message]:
+def conversation_thread(*, conversation: Conversation, messages: list[Message] | None = None) -> list[Message]:
     """The messages the person sees, oldest first: the parent chain ending at `current_leaf`.
 
-    One query for the whole conversation; the walk happens in Python so branches
-    (regenerated replies) need no recursive SQL.
+    One query for the whole conversation (none if the caller already has its `messages`);
+    the walk happens in Python so branches (regenerated replies) need no recursive SQL.
     """
-    messages = {m.pk: m for m in Message.objects.filter(conversation=conversation)}
-    if not messages:
+    if messages is None:
+        messages = list(Message.objects.filter(conversation=conversation))
+    by_id = {m.pk: m for m in messages}
+    if not by_id:
         return []
     leaf_id = conversation.current_leaf_id
-    if leaf_id not in messages:
-        leaf_id = max(messages.values(), key=lambda m: (m.created_at, m.pk)).pk
+    if leaf_id not in by_id:
+        leaf_id = max(by_id.values(), key=lambda m: (m.created_at, m.pk)).pk
     thread: list[Message] = []
     seen: set[int] = set()
-    node = messages.get(leaf_id)
+    node = by_id.get(leaf_id)
     while node is not None and node.pk not in seen:
         seen.add(node.pk)
         thread.append(node)
-        node = messages.get(node.parent_id) if node.parent_id else None
+        node = by_id.get(node.parent_id) if node.parent_id else None
     thread.reverse()
     return thread
 

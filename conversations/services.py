@@ -116,9 +116,12 @@ def _start_reply(*, conversation: Conversation, parent: Message, history: list[d
     return reply, spec
 
 
+BUSY_MESSAGE = "Claude is still answering in this conversation. Wait for the reply to finish or press Stop."
+
+
 def _refuse_if_generating(conversation: Conversation) -> None:
     if Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING).exists():
-        raise ChatError("busy", "Claude is still answering in this conversation. Wait for the reply to finish or press Stop.")
+        raise ChatError("busy", BUSY_MESSAGE)
 
 
 @transaction.atomic
@@ -133,8 +136,10 @@ def message_send(*, conversation: Conversation, content: object, runner: str = "
     content = _validate_content(content)
     # Row lock on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers anyway.
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-    _refuse_if_generating(conversation)
-    thread = selectors.conversation_thread(conversation=conversation)
+    messages = list(Message.objects.filter(conversation=conversation))
+    if any(m.status == Message.Status.STREAMING for m in messages):
+        raise ChatError("busy", BUSY_MESSAGE)
+    thread = selectors.conversation_thread(conversation=conversation, messages=messages)
     parent = thread[-1] if thread else None
     user_message = Message.objects.create(
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content, status=Message.Status.COMPLETE
