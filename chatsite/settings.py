@@ -89,9 +89,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: the runner writes from worker threads, and shared-cache
     # SQLite uses table locks that ignore the busy timeout.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Keep connections between calls (the async code's DB threads would otherwise reconnect
+# on every call); health checks drop broken ones.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and channel layer -------------------------------------------------
@@ -154,6 +155,8 @@ CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)
 # Before the first token, failed attempts are retried (on top of the SDK's own HTTP retries)
 # while this much time is left; after the first token the partial is kept instead.
 CHATSITE_RETRY_BUDGET_SECONDS = env.float("CHATSITE_RETRY_BUDGET_SECONDS", default=30.0)
+# Threads per process for ORM work people wait on (sends, follows); checkpoints get their own.
+CHATSITE_DB_THREADS = env.int("CHATSITE_DB_THREADS", default=2)
 CHATSITE_CHECKPOINT_SECONDS = env.float("CHATSITE_CHECKPOINT_SECONDS", default=1.0)
 CHATSITE_DELTA_BATCH_SECONDS = env.float("CHATSITE_DELTA_BATCH_SECONDS", default=0.04)
 CHATSITE_HEARTBEAT_STALE_SECONDS = env.float("CHATSITE_HEARTBEAT_STALE_SECONDS", default=20.0)

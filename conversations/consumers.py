@@ -11,10 +11,10 @@ import json
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import frames, groups, runner, selectors, services
+from .asyncdb import request_db
 from .errors import ChatError
 from .hub import Hub, get_hub
 from .models import Conversation, Message
@@ -80,21 +80,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def cmd_send(self, data: dict[str, Any]) -> None:
         user_message, reply, spec = await self._db(services.message_send, conversation=self.conversation, content=data.get("content"), runner=self.hub.channel_name)
-        await self._announce_created(data, reply, user_message)
-        runner.start(self.hub, spec)
-        await self._follow(str(spec.generation_id), 0)
+        await self._start(data, reply, spec, user_message)
 
     async def cmd_regenerate(self, data: dict[str, Any]) -> None:
         reply, spec = await self._db(services.reply_regenerate, conversation=self.conversation, message_id=_int(data.get("message_id")), runner=self.hub.channel_name)
-        await self._announce_created(data, reply, None)
-        runner.start(self.hub, spec)
-        await self._follow(str(spec.generation_id), 0)
+        await self._start(data, reply, spec)
 
     async def cmd_continue(self, data: dict[str, Any]) -> None:
         reply, spec = await self._db(services.reply_continue, conversation=self.conversation, message_id=_int(data.get("message_id")), runner=self.hub.channel_name)
-        await self._announce_created(data, reply, None)
+        await self._start(data, reply, spec)
+
+    async def _start(self, data: dict[str, Any], reply: Message, spec: services.GenerationSpec, user_message: Message | None = None) -> None:
+        # The reply is committed: start Claude first (time to first token), then tell this tab
+        # (before it can receive any delta: it follows only after), then the person's other sockets.
         runner.start(self.hub, spec)
+        payload = self._created_payload(data, reply, user_message)
+        await self.send_json(payload)
         await self._follow(str(spec.generation_id), 0)
+        try:
+            await self.channel_layer.group_send(self.group, {"type": "chat.message_created", "payload": payload, "origin": self.channel_name})
+        except Exception:  # other tabs catch up on their next follow; never fail the send for it
+            log.exception("Could not announce a new reply to the person's other sockets")
 
     async def cmd_stop(self, data: dict[str, Any]) -> None:
         gid = str(data.get("generation_id", ""))
@@ -156,9 +162,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _send_end(self, end: dict[str, Any]) -> None:
         await self.deliver(frames.dumps(end), final=True, generation_id=end["generation_id"])
 
-    async def _announce_created(self, data: dict[str, Any], reply: Message, user_message: Message | None) -> None:
+    def _created_payload(self, data: dict[str, Any], reply: Message, user_message: Message | None) -> dict[str, Any]:
         self.conversation.title = reply.conversation.title  # the first message names the conversation
-        payload = {
+        return {
             "type": "message.created",
             "client_id": _client_id(data),
             "conversation_id": self.conversation.pk,
@@ -166,9 +172,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "user_message": frames.message_dict(user_message) if user_message else None,
             "reply": frames.message_dict(reply),
         }
-        # Our own tab first, so it knows the generation before any delta; then every other socket.
-        await self.send_json(payload)
-        await self.channel_layer.group_send(self.group, {"type": "chat.message_created", "payload": payload, "origin": self.channel_name})
 
     # --- channel layer events ------------------------------------------------------------
 
@@ -201,15 +204,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=frames.dumps(payload))
 
     async def _db(self, func, **kwargs):
-        # Not thread-sensitive: hundreds of sockets must not queue behind one ORM thread.
-        return await database_sync_to_async(func, thread_sensitive=False)(**kwargs)
+        # Not Channels' thread-sensitive default: hundreds of sockets must not queue behind one
+        # ORM thread (see asyncdb).
+        return await request_db(func)(**kwargs)
 
-    @database_sync_to_async
-    def _get_conversation(self, user, conversation_id: Any) -> Conversation | None:
-        try:
-            return selectors.conversation_get_for_user(user=user, conversation_id=int(conversation_id))
-        except Exception:
-            return None
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch runs close_old_connections in the thread-sensitive executor before
+        # every message, a thread hop per frame; this consumer does no ORM work on the loop
+        # (asyncdb's wrappers manage connections), so go straight to the handler.
+        name = message["type"].replace(".", "_")
+        handler = None if name.startswith("_") else getattr(self, name, None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def _get_conversation(self, user, conversation_id: Any) -> Conversation | None:
+        return await self._db(_owned_conversation, user=user, conversation_id=conversation_id)
+
+
+def _owned_conversation(*, user, conversation_id: Any) -> Conversation | None:
+    try:
+        return selectors.conversation_get_for_user(user=user, conversation_id=int(conversation_id))
+    except Exception:
+        return None
 
 
 def _reply_by_generation(*, conversation_id: int, generation_id: str) -> Message | None:

@@ -60,12 +60,40 @@ def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
 
 def end(*, message: Message, conversation_title: str) -> dict[str, Any]:
     """The one final frame of a generation: done, stopped, error or interrupted."""
+    return end_frame(
+        generation_id=str(message.generation_id),
+        conversation_id=message.conversation_id,
+        conversation_title=conversation_title,
+        message=message_dict(message),
+        content_length=len(message.content),
+    )
+
+
+def end_frame(*, generation_id: str, conversation_id: int, conversation_title: str, message: dict[str, Any], content_length: int) -> dict[str, Any]:
     return {
         "type": "generation.end",
-        "generation_id": str(message.generation_id),
-        "conversation_id": message.conversation_id,
+        "generation_id": generation_id,
+        "conversation_id": conversation_id,
         "conversation_title": conversation_title,
-        "message": message_dict(message),
-        "content_length": len(message.content),
+        "message": message,
+        "content_length": content_length,
+    }
+
+
+def finished_reply(*, message_id: int, model: str, generation_id: str, parent_id: int | None, created_at: str,
+                   status: str, content: str, usage: dict[str, int], error_code: str, error: str) -> dict[str, Any]:
+    """The final state of a reply, from what the runner holds (no database read)."""
+    return {
+        "id": message_id,
+        "role": Message.Role.ASSISTANT,
+        "status": status,
+        "model": model,
+        "generation_id": generation_id,
+        "parent_id": parent_id,
+        "error": error,
+        "error_code": error_code,
+        "created_at": created_at,
+        "html": render_markdown(content),
+        "usage": usage,
     }
 

@@ -17,12 +17,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import frames, services
+from .asyncdb import background_db
 from .services import GenerationSpec
 
 log = logging.getLogger(__name__)
@@ -184,16 +184,21 @@ class Hub:
             follower.sent = sent
 
     async def _tick(self) -> None:
+        """Flush on a fixed schedule; checkpoint in the background, never in the flush path."""
         batch = settings.CHATSITE_DELTA_BATCH_SECONDS
         checkpoint_every = settings.CHATSITE_CHECKPOINT_SECONDS
-        next_checkpoint = time.monotonic() + checkpoint_every
+        loop = asyncio.get_running_loop()
+        next_flush = loop.time() + batch
+        next_checkpoint = loop.time() + checkpoint_every
+        checkpointing: asyncio.Task | None = None
         while self.runs:
-            await asyncio.sleep(batch)
+            await asyncio.sleep(max(0.0, next_flush - loop.time()))
+            next_flush = max(next_flush + batch, loop.time())
             for run in tuple(self._dirty):
                 await self.flush(run)
-            if time.monotonic() >= next_checkpoint:
-                next_checkpoint = time.monotonic() + checkpoint_every
-                await self.checkpoint()
+            if loop.time() >= next_checkpoint and (checkpointing is None or checkpointing.done()):
+                next_checkpoint = loop.time() + checkpoint_every
+                checkpointing = loop.create_task(self.checkpoint())
 
     async def checkpoint(self) -> None:
         """Persist partial text + heartbeat of every live run in one thread call."""
@@ -207,7 +212,7 @@ class Hub:
         if not items:
             return
         try:
-            await database_sync_to_async(services.generation_checkpoint, thread_sensitive=False)(items=items, runner=self.channel_name)
+            await background_db(services.generation_checkpoint)(items=items, runner=self.channel_name)
             self.stats["checkpoints"] += 1
             self.stats["checkpoint_statements"] += sum(1 for i in items if i[2] is not None) + (1 if any(i[2] is None for i in items) else 0)
         except Exception:

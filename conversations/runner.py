@@ -11,13 +11,13 @@ import asyncio
 import logging
 import random
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import frames, groups, llm, services
+from .asyncdb import background_db
 from .hub import Hub, Run
-from .models import Conversation, Message
+from .models import Message
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +81,12 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
     await hub.flush(run)
     spec = run.spec
     try:
-        end = await database_sync_to_async(_persist_final, thread_sensitive=False)(
+        end = await background_db(_persist_final)(
             run=run, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error
         )
     except Exception:
         log.exception("Could not store the end of generation %s; the reaper will mark it interrupted", run.gid)
-        end = {
-            "type": "generation.end",
-            "generation_id": run.gid,
-            "conversation_id": spec.conversation_id,
-            "conversation_title": "",
-            "message": {"id": spec.message_id, "role": "assistant", "status": Message.Status.ERROR, "generation_id": run.gid,
-                        "html": "", "error": "The reply could not be saved.", "error_code": "internal", "usage": {}},
-            "content_length": run.length,
-        }
+        end = _end(run, status=Message.Status.ERROR, usage={}, error_code="internal", error="The reply could not be saved.")
     await hub.finish(run, end)
     try:
         await get_channel_layer().group_send(groups.user_group(spec.owner_id), {"type": "chat.generation_end", "end": end})
@@ -104,21 +96,41 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
 
 def _persist_final(*, run: Run, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> dict:
     spec = run.spec
+    content = run.text()
     services.generation_finish(
         message_id=spec.message_id,
+        conversation_id=spec.conversation_id,
         generation_id=spec.generation_id,
-        content=run.text(),
+        content=content,
         status=status,
         usage=usage,
         stop_reason=stop_reason or "",
         error_code=error_code,
         error=error,
     )
-    message = Message.objects.get(pk=spec.message_id)
-    title = Conversation.objects.filter(pk=spec.conversation_id).values_list("title", flat=True).first() or ""
-    return frames.end(message=message, conversation_title=title)
+    if spec.initial_text:
+        # A continued reply's usage adds up over its generations: read the stored total.
+        totals = Message.objects.filter(pk=spec.message_id).values(*_USAGE_FIELDS).first() or {}
+    else:
+        totals = {name: getattr(usage, name) for name in _USAGE_FIELDS}
+    return _end(run, status=status, usage=totals, error_code=error_code, error=error, content=content)
+
+
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def _end(run: Run, *, status: str, usage: dict, error_code: str, error: str, content: str | None = None) -> dict:
+    spec = run.spec
+    content = run.text() if content is None else content
+    message = frames.finished_reply(
+        message_id=spec.message_id, model=spec.model, generation_id=run.gid, parent_id=spec.parent_id,
+        created_at=spec.created_at, status=status, content=content, usage=usage, error_code=error_code, error=error,
+    )
+    return frames.end_frame(
+        generation_id=run.gid, conversation_id=spec.conversation_id, conversation_title=spec.conversation_title,
+        message=message, content_length=len(content),
+    )
 
 
 def start(hub: Hub, spec: services.GenerationSpec) -> Run:
     return hub.start(spec, run_generation)
-

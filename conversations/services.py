@@ -37,6 +37,10 @@ class GenerationSpec:
     messages: list[dict[str, Any]] = field(hash=False)
     max_tokens: int
     initial_text: str = ""
+    # For the final frame, so finishing needs no extra reads.
+    parent_id: int | None = None
+    created_at: str = ""
+    conversation_title: str = ""
 
 
 def conversation_create(*, owner: AbstractBaseUser, model: str | None = None, preset_id: int | None = None) -> Conversation:
@@ -112,6 +116,9 @@ def _start_reply(*, conversation: Conversation, parent: Message, history: list[d
         system=conversation.system_prompt,
         messages=history,
         max_tokens=settings.CHATSITE_MAX_TOKENS,
+        parent_id=reply.parent_id,
+        created_at=reply.created_at.isoformat(),
+        conversation_title=conversation.title,
     )
     return reply, spec
 
@@ -203,6 +210,9 @@ def reply_continue(*, conversation: Conversation, message_id: int, runner: str =
         messages=llm_history(thread[:-1]),
         max_tokens=settings.CHATSITE_MAX_TOKENS,
         initial_text=reply.content,
+        parent_id=reply.parent_id,
+        created_at=reply.created_at.isoformat(),
+        conversation_title=conversation.title,
     )
     return reply, spec
 
@@ -233,6 +243,7 @@ def generation_checkpoint(*, items: list[tuple[int, uuid.UUID, str | None]], run
 def generation_finish(
     *,
     message_id: int,
+    conversation_id: int | None = None,
     generation_id: uuid.UUID,
     content: str,
     status: str,
@@ -265,7 +276,8 @@ def generation_finish(
         updated_at=now,
     )
     if updated:
-        Conversation.objects.filter(messages__pk=message_id).update(updated_at=now)
+        conversations = Conversation.objects.filter(pk=conversation_id) if conversation_id else Conversation.objects.filter(messages__pk=message_id)
+        conversations.update(updated_at=now)
     return bool(updated)
 
 
