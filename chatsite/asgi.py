@@ -1,10 +1,17 @@
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
+
+from django.conf import settings  # noqa: E402
+
+# The event loop and the ORM threads share the GIL; with the default 5 ms switch interval a DB
+# thread waits up to 5 ms per statement while the loop is busy relaying, which queues sends.
+sys.setswitchinterval(settings.CHATSITE_GIL_SWITCH_INTERVAL)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

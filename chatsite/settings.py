@@ -92,7 +92,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Keep connections between calls (the async code's DB threads would otherwise reconnect
 # on every call); health checks drop broken ones.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A health check is one more round trip per ORM call from async code: opt-in.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and channel layer -------------------------------------------------
@@ -156,7 +157,10 @@ CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)
 # while this much time is left; after the first token the partial is kept instead.
 CHATSITE_RETRY_BUDGET_SECONDS = env.float("CHATSITE_RETRY_BUDGET_SECONDS", default=30.0)
 # Threads per process for ORM work people wait on (sends, follows); checkpoints get their own.
-CHATSITE_DB_THREADS = env.int("CHATSITE_DB_THREADS", default=2)
+# SQLite has one writer at a time: a second thread only adds lock waits.
+CHATSITE_DB_THREADS = env.int("CHATSITE_DB_THREADS", default=1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2)
+# sys.setswitchinterval for the web process (seconds); see chatsite/asgi.py.
+CHATSITE_GIL_SWITCH_INTERVAL = env.float("CHATSITE_GIL_SWITCH_INTERVAL", default=0.001)
 CHATSITE_CHECKPOINT_SECONDS = env.float("CHATSITE_CHECKPOINT_SECONDS", default=1.0)
 CHATSITE_DELTA_BATCH_SECONDS = env.float("CHATSITE_DELTA_BATCH_SECONDS", default=0.04)
 CHATSITE_HEARTBEAT_STALE_SECONDS = env.float("CHATSITE_HEARTBEAT_STALE_SECONDS", default=20.0)
