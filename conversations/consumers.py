@@ -47,7 +47,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.hub.ensure_listening()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json({"type": "hello", "conversation_id": conversation.pk})
+        await self.send_json({"type": "hello", "conversation_id": conversation.pk, "current_leaf_id": conversation.current_leaf_id})
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "hub"):

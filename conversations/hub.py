@@ -35,6 +35,8 @@ class Follower(Protocol):
 
 
 class Run:
+    """One live generation's state. Touched only on the event loop (not thread-safe)."""
+
     __slots__ = (
         "spec", "gid", "parts", "length", "flushed_parts", "flushed_length", "checkpointed_length",
         "followers", "task", "stop_requested", "started", "first_token_at", "done",

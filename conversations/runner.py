@@ -81,8 +81,9 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
     await hub.flush(run)
     spec = run.spec
     try:
+        # The text is read here, on the loop: Run is not thread-safe (text() compacts in place).
         end = await background_db(_persist_final)(
-            run=run, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error
+            run=run, content=run.text(), status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error
         )
     except Exception:
         log.exception("Could not store the end of generation %s; the reaper will mark it interrupted", run.gid)
@@ -94,9 +95,8 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
         log.exception("Could not announce the end of generation %s", run.gid)
 
 
-def _persist_final(*, run: Run, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> dict:
+def _persist_final(*, run: Run, content: str, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> dict:
     spec = run.spec
-    content = run.text()
     services.generation_finish(
         message_id=spec.message_id,
         conversation_id=spec.conversation_id,

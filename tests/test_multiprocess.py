@@ -139,3 +139,51 @@ async def test_killed_process_leaves_no_reply_streaming_after_the_reaper(stack, 
         assert "retry" in end["message"]["error"].lower()
     finally:
         await client.close()
+
+
+async def test_page_back_from_offline_shows_what_was_sent_meanwhile(stack, fake_anthropic):
+    """The page's server process dies; the person goes on from another process; when the page's
+    server is back, the page reconnects by itself and shows the messages it missed."""
+    from playwright.async_api import async_playwright, expect
+
+    from tests.test_browser import CHROMIUM_ARGS
+
+    token = uuid.uuid4().hex
+    fake_anthropic.script([{"text": "first answer"}], match=f"one {token}")
+    fake_anthropic.script([{"text": "second answer, sent while the page was offline"}], match=f"two {token}")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        context = await browser.new_context(base_url=stack.url)
+        page = await context.new_page()
+        client = ChatClient(stack.second_url)
+        try:
+            password = "Vx7-" + uuid.uuid4().hex
+            await page.goto("/accounts/signup/")
+            await page.fill("#id_username", f"u{token[:10]}")
+            await page.fill("#id_password1", password)
+            await page.fill("#id_password2", password)
+            await page.get_by_role("button", name="Create account").click()
+            await page.locator("#composer-input").fill(f"one {token}")
+            await page.locator("#composer-input").press("Enter")
+            await expect(page.locator("#thread .msg-assistant.status-complete")).to_have_count(1)
+            conversation_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+
+            stack.kill_primary()
+            await expect(page.locator("#conn-status")).to_contain_text("Offline", timeout=10_000)
+
+            # Same person (same session cookie), through the other process.
+            for cookie in await context.cookies():
+                client.session.cookie_jar.update_cookies({cookie["name"]: cookie["value"]})
+            sock = await client.socket(conversation_id)
+            await sock.send({"type": "send", "content": f"two {token}", "client_id": "b"})
+            gid = (await sock.receive_type("message.created"))["reply"]["generation_id"]
+            assert (await sock.until_end(gid))["message"]["status"] == "complete"
+
+            stack.proc = stack.spawn_daphne(stack.port)  # the page's server comes back
+            stack._wait_ready()
+            await expect(page.locator("#conn-status")).to_have_text("", timeout=20_000)
+            await expect(page.locator("#thread .msg-user")).to_have_count(2)
+            await expect(page.locator("#thread .msg-assistant").last).to_contain_text("sent while the page was offline")
+        finally:
+            await client.close()
+            await browser.close()

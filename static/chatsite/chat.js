@@ -271,15 +271,17 @@ function connect() {
     setConn("", "");
     // Resume every reply we show as streaming, from the text we already have.
     for (const [gid, g] of gens) send({ type: "follow", generation_id: gid, offset: g.have });
-    if (!everConnected && state.pendingMessage) {
+    if (state.pendingMessage) {
+      // The first message typed on the new-chat page: sent once, kept in the box until confirmed.
       input.value = state.pendingMessage;
+      state.pendingMessage = "";
       submit();
     }
-    everConnected = true;
   });
   socket.addEventListener("message", (event) => {
     const f = JSON.parse(event.data);
     switch (f.type) {
+      case "hello": if (everConnected) resync(f); everConnected = true; break;
       case "delta": onDelta(f); break;
       case "generation.end": onEnd(f); break;
       case "message.created": onCreated(f); break;
@@ -301,6 +303,30 @@ function connect() {
     setConn(`Offline — reconnecting in ${Math.ceil(delay / 1000)} s…`, "offline");
     reconnectTimer = setTimeout(connect, delay);
   });
+}
+
+async function resync(hello) {
+  // Back from offline: if messages were added meanwhile (e.g. from another tab), take the
+  // thread from the server-rendered page (sanitised there) and follow what is streaming.
+  if (hello.current_leaf_id === null || thread.querySelector(`[data-message-id="${hello.current_leaf_id}"]`)) return;
+  const response = await fetch(location.href, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = doc.getElementById("thread");
+  const freshState = JSON.parse(doc.getElementById("chat-state").textContent);
+  if (!fresh) return;
+  gens.clear();
+  thread.replaceChildren(...fresh.childNodes);
+  addCopyButtons(thread);
+  if (freshState.streaming) {
+    const article = thread.querySelector(`[data-message-id="${freshState.streaming.messageId}"]`);
+    if (article) {
+      const g = track(freshState.streaming.generationId, article, freshState.streaming.text);
+      send({ type: "follow", generation_id: freshState.streaming.generationId, offset: g.have });
+    }
+  }
+  updateBusy();
+  scrollDown(true);
 }
 
 function onError(f) {
