@@ -114,9 +114,10 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse, s: Stream, client_id: st
             if s.first_at is None:
                 s.first_at = now
             s.take_text(new, now)
-        elif kind == "message.created":
+        elif kind == "generation.start" or kind == "message.created":
+            # generation.start: the reply streams before the message is confirmed stored.
             if f.get("client_id") == client_id and gid is None:
-                gid = f["reply"]["generation_id"]
+                gid = f["generation_id"] if kind == "generation.start" else f["reply"]["generation_id"]
         elif kind == "generation.end":
             if gid is not None and f.get("generation_id") == gid:
                 s.end_at = now
