@@ -290,3 +290,21 @@ async def test_next_send_uses_the_thread_refreshed_after_the_reply(llm, token, a
     body = [r["body"] for r in llm.requests() if f"two {token}" in str(r["body"]["messages"])][-1]
     assert [m["content"] for m in body["messages"]] == [f"one {token}", "answer one", f"two {token}"]
     await sock.close()
+
+
+async def test_next_send_after_a_stopped_reply_carries_its_kept_text(llm, token, alice, conversation):
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    llm.script([{"text": _words(300), "tps": 60}], match=f"one {token}")
+    created = await sock.send_message(f"one {token}")
+    gid = created["reply"]["generation_id"]
+    while not any(f["type"] == "delta" for f in sock.frames):
+        await sock.receive()
+    await sock.send({"type": "stop", "generation_id": gid})
+    partial, _ = await sock.follow_to_end(gid)
+    llm.script([{"text": "ok"}], match=f"two {token}")
+    created = await sock.send_message(f"two {token}", client_id="c2")
+    await sock.follow_to_end(created["reply"]["generation_id"])
+    body = [r["body"] for r in llm.requests() if f"two {token}" in str(r["body"]["messages"])][-1]
+    assert [m["content"] for m in body["messages"]] == [f"one {token}", partial, f"two {token}"]
+    await sock.close()
