@@ -62,9 +62,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         for gid in tuple(self.following):
             self.hub.unfollow(gid, self)
-        for gid, hub_channel in self.remote.items():
-            await self.channel_layer.send(hub_channel, {"type": "hub.unfollow", "generation_id": gid, "reply_channel": self.channel_name})
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        try:
+            for gid, hub_channel in self.remote.items():
+                await self.channel_layer.send(hub_channel, {"type": "hub.unfollow", "generation_id": gid, "reply_channel": self.channel_name})
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+        except Exception:  # group membership expires by itself (channel layer `expiry`)
+            log.warning("Channel layer cleanup failed for %s", self.channel_name, exc_info=True)
 
     # --- client → server ---------------------------------------------------------------------
 
@@ -85,6 +88,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await handler(self, data)
         except ChatError as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message, "client_id": _client_id(data if isinstance(data, dict) else {})})
+        except Exception:
+            # Keep the socket (and the person's typed text) alive; say it plainly.
+            log.exception("Chat command failed")
+            message = "Something went wrong on the server. Your message is still in the box; try again."
+            await self.send_json({"type": "error", "code": "internal", "message": message, "client_id": _client_id(data if isinstance(data, dict) else {})})
 
     async def cmd_send(self, data: dict[str, Any]) -> None:
         content = services.validate_content(data.get("content"))
@@ -94,7 +102,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         # Optimistic: Claude starts now with the history this socket holds, while the person's
         # message is stored; the store refuses if the thread moved on meanwhile, and the run is
-        # then dropped before anyone saw it. The message is acknowledged only once stored.
+        # then dropped (this tab is told to drop its provisional reply). The message is
+        # confirmed (`message.created`, the composer cleared) only once stored.
         provisional = services.GenerationSpec(
             generation_id=Message.new_generation_id(), message_id=0, conversation_id=self.conversation.pk,
             owner_id=self.user.pk, model=self.conversation.model, system=self.conversation.system_prompt,
@@ -144,8 +153,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return any(run.spec.conversation_id == self.conversation.pk for run in self.hub.runs.values())
 
     async def _announce(self, data: dict[str, Any], reply: Message, spec: services.GenerationSpec, user_message: Message | None) -> None:
-        # This tab first (before it can receive any delta: it follows only after), then the
-        # person's other sockets.
+        # This tab first, then the person's other sockets (they follow from offset 0).
         self.leaf_id = reply.pk
         payload = self._created_payload(data, reply, user_message)
         await self.send_json(payload)
