@@ -9,8 +9,8 @@ django_asgi_app = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 
-# The event loop and the ORM threads share the GIL; with the default 5 ms switch interval a DB
-# thread waits up to 5 ms per statement while the loop is busy relaying, which queues sends.
+# The event loop and the ORM threads share the GIL: the switch interval decides how they share it
+# under load (shorter: stores sooner, relaying slower). Tunable; see CHATSITE_GIL_SWITCH_INTERVAL.
 sys.setswitchinterval(settings.CHATSITE_GIL_SWITCH_INTERVAL)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -308,3 +308,24 @@ async def test_next_send_after_a_stopped_reply_carries_its_kept_text(llm, token,
     body = [r["body"] for r in llm.requests() if f"two {token}" in str(r["body"]["messages"])][-1]
     assert [m["content"] for m in body["messages"]] == [f"one {token}", partial, f"two {token}"]
     await sock.close()
+
+
+async def test_a_store_failure_keeps_the_socket_and_reports_plainly(llm, token, alice, conversation, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    monkeypatch.setattr(services, "message_send", broken)
+    await sock.send({"type": "send", "content": f"hello {token}", "client_id": "x"})
+    error = await sock.receive_type("error")
+    assert error["code"] == "not_saved" and error["client_id"] == "x" and "still in the box" in error["message"]
+    assert "disk full" not in error["message"]
+    await sock.send({"type": "send", "content": f"again {token}", "client_id": "y"})  # the DB-first path now
+    error = await sock.receive_type("error")
+    assert error["code"] == "internal" and error["client_id"] == "y" and "disk full" not in error["message"]
+    await sock.send({"type": "ping"})
+    assert (await sock.receive_type("pong"))["type"] == "pong"
+    assert await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 0
+    assert hub_module.get_hub().runs == {}
+    await sock.close()
