@@ -48,9 +48,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.remote: dict[str, str] = {}  # generation id -> the hub channel we follow it through
         self.ended: set[str] = set()
         self._refresh: asyncio.Task | None = None
-        # (generation id, history incl. the person's message, reply id) of our own last send,
-        # to extend the held history from memory when that reply ends here.
-        self._sent: tuple[str, list, int] | None = None
         self.hub = get_hub()
         await self.hub.ensure_listening()
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -132,7 +129,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message, "client_id": _client_id(data), "generation_id": gid})
             return
         self.hub.commit(run, dataclasses.replace(spec, messages=provisional.messages))
-        self._sent = (gid, provisional.messages, reply.pk)
         await self._announce(data, reply, spec, user_message)
 
     async def cmd_regenerate(self, data: dict[str, Any]) -> None:
@@ -219,23 +215,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.ended.add(generation_id)
             self.following.discard(generation_id)
             self.remote.pop(generation_id, None)
-            self._history_after(generation_id)
-        await self.send(text_data=frame)
-
-    def _history_after(self, generation_id: str) -> None:
-        """The thread changed: extend the held history from memory when the reply was our own
-        send and ran here (its final text is in the hub until every follower is told), else
-        re-read it in the background."""
-        run = self.hub.get(generation_id)
-        if self._sent is not None and self._sent[0] == generation_id and run is not None:
-            _, history, reply_id = self._sent
-            self._refresh = None  # an older background refresh must not overwrite this
-            text = run.text()
-            self.history = services.history_with(history, "assistant", text) if text.strip() else history
-            self.leaf_id = reply_id
-        else:
             self._refresh_history_soon()
-        self._sent = None
+        await self.send(text_data=frame)
 
     def _refresh_history_soon(self) -> None:
         """Re-read the thread in the background, so the next send can start Claude at once."""
@@ -270,7 +251,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         payload = event["payload"]
         if payload["conversation_id"] == self.conversation.pk:
             self.history = None  # another tab moved the thread on; refreshed when its reply ends
-            self._sent = None
+            self._refresh = None
         await self.send_json(payload)
         if payload["conversation_id"] == self.conversation.pk and payload["reply"]["generation_id"]:
             await self._follow(payload["reply"]["generation_id"], 0)
