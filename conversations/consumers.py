@@ -108,10 +108,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         run = runner.start(self.hub, provisional, committed=False)
         self.history = None  # until refreshed after this reply
-        gid = str(provisional.generation_id)
-        # This tab sees the reply at once; `message.created` confirms the message was stored.
-        await self.send_json({"type": "generation.start", "generation_id": gid, "client_id": _client_id(data), "conversation_id": self.conversation.pk})
-        await self._follow(gid, 0)
         try:
             user_message, reply, spec = await self._db(
                 services.message_send, conversation=self.conversation, content=content, runner=self.hub.channel_name,
@@ -119,15 +115,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except BaseException as exc:
             self.hub.abandon(run)
-            self.following.discard(gid)
-            self.ended.add(gid)
-            if isinstance(exc, asyncio.CancelledError):
+            if isinstance(exc, (ChatError, asyncio.CancelledError)):
                 raise
-            if not isinstance(exc, ChatError):
-                log.exception("Could not store a message")
-                exc = ChatError("not_saved", "Your message could not be saved. It is still in the box; try again.")
-            await self.send_json({"type": "error", "code": exc.code, "message": exc.message, "client_id": _client_id(data), "generation_id": gid})
-            return
+            log.exception("Could not store a message")
+            raise ChatError("not_saved", "Your message could not be saved. It is still in the box; try again.") from exc
         self.hub.commit(run, dataclasses.replace(spec, messages=provisional.messages))
         await self._announce(data, reply, spec, user_message)
 
@@ -153,8 +144,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.leaf_id = reply.pk
         payload = self._created_payload(data, reply, user_message)
         await self.send_json(payload)
-        if str(spec.generation_id) not in self.following:
-            await self._follow(str(spec.generation_id), 0)
+        await self._follow(str(spec.generation_id), 0)
         try:
             await self.channel_layer.group_send(self.group, {"type": "chat.message_created", "payload": payload, "origin": self.channel_name})
         except Exception:  # other tabs catch up on their next follow; never fail the send for it

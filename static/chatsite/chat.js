@@ -161,44 +161,10 @@ function onEnd(f) {
   updateBusy();
 }
 
-function onStart(f) {
-  // Our send is being processed: show the question and the reply as it streams; both stay
-  // provisional (and the text stays in the box) until `message.created` confirms they are stored.
-  if (f.client_id !== pendingClientId) return;
-  const question = messageElement({ id: "", role: "user", status: "complete", text: input.value });
-  const reply = messageElement({ id: "", role: "assistant", status: "streaming", generation_id: f.generation_id, model: "" });
-  for (const article of [question, reply]) article.dataset.provisional = f.client_id;
-  thread.append(question, reply);
-  track(f.generation_id, reply, "");
-  scrollDown(true);
-}
-
-function adoptProvisional(f) {
-  const [question, reply] = thread.querySelectorAll(`[data-provisional="${CSS.escape(f.client_id)}"]`);
-  if (!question || !reply) return false;
-  question.dataset.messageId = f.user_message.id;
-  reply.dataset.messageId = f.reply.id;
-  reply.querySelector(".msg-model").textContent = f.reply.model || "";
-  for (const article of [question, reply]) delete article.dataset.provisional;
-  return true;
-}
-
-function dropProvisional(clientId) {
-  for (const article of thread.querySelectorAll(`[data-provisional="${CSS.escape(clientId)}"]`)) {
-    if (article.dataset.generationId) gens.delete(article.dataset.generationId);
-    article.remove();
-  }
-  updateBusy();
-}
-
 function onCreated(f) {
   setSidebarGenerating(f.conversation_id, true, f.conversation_title);
   if (f.conversation_id !== state.conversationId) return;
   if (f.conversation_title) document.getElementById("conversation-title").textContent = f.conversation_title;
-  if (f.client_id && f.user_message && adoptProvisional(f)) {
-    confirmSent(f.client_id);
-    return;
-  }
   // The thread is the parent chain: drop anything after the new message's parent (a retried reply).
   const parentId = f.user_message ? f.user_message.parent_id : f.reply.parent_id;
   truncateAfter(parentId);
@@ -217,16 +183,13 @@ function onCreated(f) {
     thread.append(article);
   }
   if (!gens.has(f.reply.generation_id)) track(f.reply.generation_id, article, f.reply.text || "");
-  confirmSent(f.client_id);
+  if (f.client_id && f.client_id === pendingClientId) {
+    pendingClientId = null;
+    input.value = "";
+    input.disabled = false;
+    clearNotice();
+  }
   scrollDown(true);
-}
-
-function confirmSent(clientId) {
-  if (!clientId || clientId !== pendingClientId) return;
-  pendingClientId = null;
-  input.value = "";
-  input.disabled = false;
-  clearNotice();
 }
 
 function truncateAfter(parentId) {
@@ -321,7 +284,6 @@ function connect() {
       case "hello": if (everConnected) resync(f); everConnected = true; break;
       case "delta": onDelta(f); break;
       case "generation.end": onEnd(f); break;
-      case "generation.start": onStart(f); break;
       case "message.created": onCreated(f); break;
       case "error": onError(f); break;
       default: break;
@@ -331,9 +293,7 @@ function connect() {
     if (event.code === 4401) { location.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`; return; }
     if (event.code === 4404) { setConn("This conversation is not available.", "offline"); return; }
     if (pendingClientId) {
-      // The send may not have been stored: keep the text and let the person resend. (If it was,
-      // the resync after reconnecting shows it.)
-      dropProvisional(pendingClientId);
+      // The send may not have reached the server: keep the text and let the person resend.
       pendingClientId = null;
       input.disabled = false;
       showNotice("Connection lost before your message was confirmed. Your text is still in the box.");
@@ -370,7 +330,6 @@ async function resync(hello) {
 }
 
 function onError(f) {
-  if (f.generation_id && f.client_id) dropProvisional(f.client_id);
   if (f.client_id && f.client_id === pendingClientId) {
     pendingClientId = null;
     input.disabled = false;
