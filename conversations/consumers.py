@@ -7,17 +7,14 @@ relays frames. Frame shapes are documented in docs/protocol.md.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import logging
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from . import frames, groups, runner, selectors, services
-from .asyncdb import background_db, request_db
+from .asyncdb import request_db
 from .errors import ChatError
 from .hub import Hub, get_hub
 from .models import Conversation, Message
@@ -36,18 +33,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        found = await self._get_conversation(user, self.scope["url_route"]["kwargs"]["conversation_id"])
-        if found is None:
+        conversation = await self._get_conversation(user, self.scope["url_route"]["kwargs"]["conversation_id"])
+        if conversation is None:
             await self.close(code=4404)
             return
         self.user = user
-        conversation, (self.leaf_id, self.history) = found
         self.conversation = conversation
         self.group = groups.user_group(user.pk)
         self.following: set[str] = set()
         self.remote: dict[str, str] = {}  # generation id -> the hub channel we follow it through
         self.ended: set[str] = set()
-        self._refresh: asyncio.Task | None = None
         self.hub = get_hub()
         await self.hub.ensure_listening()
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -92,35 +87,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "error", "code": "internal", "message": message, "client_id": _client_id(data if isinstance(data, dict) else {})})
 
     async def cmd_send(self, data: dict[str, Any]) -> None:
-        content = services.validate_content(data.get("content"))
-        if self.history is None or self._busy_here():
-            user_message, reply, spec = await self._db(services.message_send, conversation=self.conversation, content=content, runner=self.hub.channel_name)
-            await self._start(data, reply, spec, user_message)
-            return
-        # Optimistic: Claude starts now with the history this socket holds, while the person's
-        # message is stored; the store refuses if the thread moved on meanwhile, and the run is
-        # then dropped (this tab is told to drop its provisional reply). The message is
-        # confirmed (`message.created`, the composer cleared) only once stored.
-        provisional = services.GenerationSpec(
-            generation_id=Message.new_generation_id(), message_id=0, conversation_id=self.conversation.pk,
-            owner_id=self.user.pk, model=self.conversation.model, system=self.conversation.system_prompt,
-            messages=services.history_with(self.history, "user", content), max_tokens=settings.CHATSITE_MAX_TOKENS,
-        )
-        run = runner.start(self.hub, provisional, committed=False)
-        self.history = None  # until refreshed after this reply
-        try:
-            user_message, reply, spec = await self._db(
-                services.message_send, conversation=self.conversation, content=content, runner=self.hub.channel_name,
-                generation_id=provisional.generation_id, expected_leaf_id=self.leaf_id,
-            )
-        except BaseException as exc:
-            self.hub.abandon(run)
-            if isinstance(exc, (ChatError, asyncio.CancelledError)):
-                raise
-            log.exception("Could not store a message")
-            raise ChatError("not_saved", "Your message could not be saved. It is still in the box; try again.") from exc
-        self.hub.commit(run, dataclasses.replace(spec, messages=provisional.messages))
-        await self._announce(data, reply, spec, user_message)
+        user_message, reply, spec = await self._db(services.message_send, conversation=self.conversation, content=data.get("content"), runner=self.hub.channel_name)
+        await self._start(data, reply, spec, user_message)
 
     async def cmd_regenerate(self, data: dict[str, Any]) -> None:
         reply, spec = await self._db(services.reply_regenerate, conversation=self.conversation, message_id=_int(data.get("message_id")), runner=self.hub.channel_name)
@@ -131,17 +99,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._start(data, reply, spec)
 
     async def _start(self, data: dict[str, Any], reply: Message, spec: services.GenerationSpec, user_message: Message | None = None) -> None:
-        # The reply is committed: start Claude first (time to first token), then announce.
+        # The reply is committed: start Claude first (time to first token), then tell this tab
+        # (before it can receive any delta: it follows only after), then the person's other sockets.
         runner.start(self.hub, spec)
-        self.history = None
-        await self._announce(data, reply, spec, user_message)
-
-    def _busy_here(self) -> bool:
-        return any(run.spec.conversation_id == self.conversation.pk for run in self.hub.runs.values())
-
-    async def _announce(self, data: dict[str, Any], reply: Message, spec: services.GenerationSpec, user_message: Message | None) -> None:
-        # This tab first, then the person's other sockets (they follow from offset 0).
-        self.leaf_id = reply.pk
         payload = self._created_payload(data, reply, user_message)
         await self.send_json(payload)
         await self._follow(str(spec.generation_id), 0)
@@ -205,19 +165,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.ended.add(generation_id)
             self.following.discard(generation_id)
             self.remote.pop(generation_id, None)
-            self._refresh_history_soon()
         await self.send(text_data=frame)
-
-    def _refresh_history_soon(self) -> None:
-        """Re-read the thread in the background, so the next send can start Claude at once."""
-        self.history = None
-        task = self._refresh = asyncio.get_running_loop().create_task(self._refresh_history())
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-    async def _refresh_history(self) -> None:
-        leaf_id, history = await background_db(services.thread_history)(conversation_id=self.conversation.pk)
-        if self._refresh is asyncio.current_task():  # a newer refresh supersedes this one
-            self.leaf_id, self.history = leaf_id, history
 
     async def _send_end(self, end: dict[str, Any]) -> None:
         await self.deliver(frames.dumps(end), final=True, generation_id=end["generation_id"])
@@ -239,9 +187,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if event.get("origin") == self.channel_name:
             return
         payload = event["payload"]
-        if payload["conversation_id"] == self.conversation.pk:
-            self.history = None  # another tab moved the thread on; refreshed when its reply ends
-            self._refresh = None
         await self.send_json(payload)
         if payload["conversation_id"] == self.conversation.pk and payload["reply"]["generation_id"]:
             await self._follow(payload["reply"]["generation_id"], 0)
@@ -281,17 +226,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    async def _get_conversation(self, user, conversation_id: Any):
+    async def _get_conversation(self, user, conversation_id: Any) -> Conversation | None:
         return await self._db(_owned_conversation, user=user, conversation_id=conversation_id)
 
 
-def _owned_conversation(*, user, conversation_id: Any) -> tuple[Conversation, tuple[int | None, list]] | None:
-    """The person's conversation with its thread's history (for optimistic sends), or None."""
+def _owned_conversation(*, user, conversation_id: Any) -> Conversation | None:
     try:
-        conversation = selectors.conversation_get_for_user(user=user, conversation_id=int(conversation_id))
+        return selectors.conversation_get_for_user(user=user, conversation_id=int(conversation_id))
     except Exception:
         return None
-    return conversation, services.thread_history(conversation_id=conversation.pk)
 
 
 def _reply_by_generation(*, conversation_id: int, generation_id: str) -> Message | None:

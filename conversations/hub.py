@@ -39,16 +39,10 @@ class Run:
 
     __slots__ = (
         "spec", "gid", "parts", "length", "flushed_parts", "flushed_length", "checkpointed_length",
-        "followers", "task", "stop_requested", "started", "first_token_at", "done", "committed", "abandoned",
+        "followers", "task", "stop_requested", "started", "first_token_at", "done",
     )
 
-    def __init__(self, spec: GenerationSpec, *, committed: bool = True) -> None:
-        # A run may start before its reply row is committed (see consumers.cmd_send): until
-        # then it is not checkpointed, not finished, and `spec.message_id` is a placeholder.
-        self.committed = asyncio.Event()
-        if committed:
-            self.committed.set()
-        self.abandoned = False
+    def __init__(self, spec: GenerationSpec) -> None:
         self.spec = spec
         self.gid = str(spec.generation_id)
         self.parts: list[str] = [spec.initial_text] if spec.initial_text else []
@@ -124,8 +118,8 @@ class Hub:
             self._listener = asyncio.get_running_loop().create_task(self._listen())
         return self.channel_name
 
-    def start(self, spec: GenerationSpec, runner: Callable[["Hub", Run], Awaitable[None]], *, committed: bool = True) -> Run:
-        run = Run(spec, committed=committed)
+    def start(self, spec: GenerationSpec, runner: Callable[["Hub", Run], Awaitable[None]]) -> Run:
+        run = Run(spec)
         self.runs[run.gid] = run
         run.task = asyncio.get_running_loop().create_task(runner(self, run), name=f"generation-{run.gid}")
         self.stats["started"] += 1
@@ -212,7 +206,7 @@ class Hub:
         """Persist partial text + heartbeat of every live run in one thread call."""
         items: list[tuple[int, uuid.UUID, str | None]] = []
         for run in tuple(self.runs.values()):
-            if run.done or not run.committed.is_set():
+            if run.done:
                 continue
             changed = run.length != run.checkpointed_length
             items.append((run.spec.message_id, run.spec.generation_id, run.text() if changed else None))
@@ -249,21 +243,6 @@ class Hub:
         run = self.runs.get(generation_id)
         if run is not None:
             run.followers.discard(follower)
-
-    def commit(self, run: Run, spec: GenerationSpec) -> None:
-        """The reply row is stored: the run may now be checkpointed and finished."""
-        run.spec = spec
-        run.committed.set()
-
-    def abandon(self, run: Run) -> None:
-        """The reply could not be stored: end the run silently (nobody was told it existed)."""
-        run.abandoned = True
-        run.committed.set()  # wake a finish waiting for the commit; it sees `abandoned`
-        run.followers.clear()
-        self.runs.pop(run.gid, None)
-        self._dirty.discard(run)
-        if run.task is not None:
-            run.task.cancel()
 
     def stop(self, generation_id: str) -> bool:
         run = self.runs.get(generation_id)

@@ -62,8 +62,6 @@ async def run_generation(hub: Hub, run: Run) -> None:
                 status, error_code, error = Message.Status.ERROR, exc.code, exc.message
                 break
     except asyncio.CancelledError:
-        if run.abandoned:
-            return
         if run.stop_requested:
             status, error_code, error = Message.Status.STOPPED, "", ""
         else:
@@ -80,10 +78,6 @@ async def run_generation(hub: Hub, run: Run) -> None:
 
 
 async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> None:
-    # A quick reply can end before its row is committed; the consumer commits or abandons.
-    await run.committed.wait()
-    if run.abandoned:
-        return
     await hub.flush(run)
     spec = run.spec
     try:
@@ -138,5 +132,5 @@ def _end(run: Run, *, status: str, usage: dict, error_code: str, error: str, con
     )
 
 
-def start(hub: Hub, spec: services.GenerationSpec, *, committed: bool = True) -> Run:
-    return hub.start(spec, run_generation, committed=committed)
+def start(hub: Hub, spec: services.GenerationSpec) -> Run:
+    return hub.start(spec, run_generation)

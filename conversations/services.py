@@ -65,7 +65,7 @@ def _title_from(content: str, limit: int = 60) -> str:
     return cut + "…"
 
 
-def validate_content(content: object) -> str:
+def _validate_content(content: object) -> str:
     if not isinstance(content, str) or not content.strip():
         raise ChatError("empty", "Type a message first.")
     if len(content) > settings.CHATSITE_MAX_INPUT_CHARS:
@@ -74,20 +74,6 @@ def validate_content(content: object) -> str:
             f"That message is {len(content):,} characters; the limit is {settings.CHATSITE_MAX_INPUT_CHARS:,}. Shorten it or split it up.",
         )
     return content
-
-
-def history_with(history: list[dict[str, Any]], role: str, text: str) -> list[dict[str, Any]]:
-    """`history` plus one turn, merged into the last one if it has the same role."""
-    if history and history[-1]["role"] == role:
-        return [*history[:-1], {"role": role, "content": history[-1]["content"] + "\n\n" + text}]
-    return [*history, {"role": role, "content": text}]
-
-
-def thread_history(*, conversation_id: int) -> tuple[int | None, list[dict[str, Any]]]:
-    """The visible thread's last message id and its Messages API history (read-only)."""
-    conversation = Conversation.objects.get(pk=conversation_id)
-    thread = selectors.conversation_thread(conversation=conversation)
-    return (thread[-1].pk if thread else None), llm_history(thread)
 
 
 def llm_history(thread: list[Message]) -> list[dict[str, Any]]:
@@ -107,9 +93,7 @@ def llm_history(thread: list[Message]) -> list[dict[str, Any]]:
     return history
 
 
-def _start_reply(
-    *, conversation: Conversation, parent: Message, history: list[dict[str, Any]], runner: str, generation_id: uuid.UUID | None = None
-) -> tuple[Message, GenerationSpec]:
+def _start_reply(*, conversation: Conversation, parent: Message, history: list[dict[str, Any]], runner: str) -> tuple[Message, GenerationSpec]:
     now = timezone.now()
     reply = Message.objects.create(
         conversation=conversation,
@@ -117,7 +101,7 @@ def _start_reply(
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=conversation.model,
-        generation_id=generation_id or Message.new_generation_id(),
+        generation_id=Message.new_generation_id(),
         runner=runner,
         heartbeat_at=now,
     )
@@ -147,23 +131,16 @@ def _refuse_if_generating(conversation: Conversation) -> None:
         raise ChatError("busy", BUSY_MESSAGE)
 
 
-_ANY = object()
-
-
 @transaction.atomic
-def message_send(
-    *, conversation: Conversation, content: object, runner: str = "", generation_id: uuid.UUID | None = None, expected_leaf_id: object = _ANY
-) -> tuple[Message, Message, GenerationSpec]:
+def message_send(*, conversation: Conversation, content: object, runner: str = "") -> tuple[Message, Message, GenerationSpec]:
     """Store the person's message and a streaming reply placeholder; return the runner's spec.
 
     `runner` is the hub channel of the process that will run the reply (for follow/stop).
-    With `expected_leaf_id`, refuses (ChatError "stale") if the thread moved on since the
-    caller read it: the caller already started Claude with that history.
 
     Refuses (ChatError "busy") while another reply in the conversation is streaming: one
     answer at a time keeps the thread linear and the cost predictable.
     """
-    content = validate_content(content)
+    content = _validate_content(content)
     # Row lock on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers anyway.
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     messages = list(Message.objects.filter(conversation=conversation))
@@ -171,16 +148,12 @@ def message_send(
         raise ChatError("busy", BUSY_MESSAGE)
     thread = selectors.conversation_thread(conversation=conversation, messages=messages)
     parent = thread[-1] if thread else None
-    if expected_leaf_id is not _ANY and (parent.pk if parent else None) != expected_leaf_id:
-        raise ChatError("stale", "The conversation changed in another tab. Your message is still in the box; send it again.")
     user_message = Message.objects.create(
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content, status=Message.Status.COMPLETE
     )
     if not conversation.title:
         conversation.title = _title_from(content)
-    reply, spec = _start_reply(
-        conversation=conversation, parent=user_message, history=llm_history([*thread, user_message]), runner=runner, generation_id=generation_id
-    )
+    reply, spec = _start_reply(conversation=conversation, parent=user_message, history=llm_history([*thread, user_message]), runner=runner)
     return user_message, reply, spec
 
 
