@@ -114,10 +114,9 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse, s: Stream, client_id: st
             if s.first_at is None:
                 s.first_at = now
             s.take_text(new, now)
-        elif kind == "generation.start" or kind == "message.created":
-            # generation.start: the reply streams before the message is confirmed stored.
+        elif kind == "message.created":
             if f.get("client_id") == client_id and gid is None:
-                gid = f["generation_id"] if kind == "generation.start" else f["reply"]["generation_id"]
+                gid = f["reply"]["generation_id"]
         elif kind == "generation.end":
             if gid is not None and f.get("generation_id") == gid:
                 s.end_at = now
