@@ -123,6 +123,11 @@ else:
     CELERY_BROKER_URL = "memory://"
     CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_ACKS_LATE = True
+# A worker killed mid-task (OOM, SIGKILL) leaves its message unacknowledged; Redis hands it to
+# another worker after the visibility timeout. Tasks are idempotent, so a redelivery is safe.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CHATSITE_CELERY_VISIBILITY_TIMEOUT", default=3600.0)}
+CELERY_TASK_DEFAULT_QUEUE = env.str("CHATSITE_CELERY_QUEUE", default="celery")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -144,12 +149,23 @@ ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=3)
 # The UI badge: on when no real key is configured (make run then uses the bundled fake server).
 CHATSITE_OFFLINE_DEMO = env.bool("CHATSITE_OFFLINE_DEMO", default=not ANTHROPIC_API_KEY)
 
-CHATSITE_MODELS = env.list(
-    "CHATSITE_MODELS", default=["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"]
-)
-CHATSITE_DEFAULT_MODEL = env.str("CHATSITE_DEFAULT_MODEL", default=CHATSITE_MODELS[0])
-CHATSITE_CHEAP_MODEL = env.str("CHATSITE_CHEAP_MODEL", default="claude-haiku-5-5")
+# Models, prices, the default and the utility model live in the database (Django admin).
 CHATSITE_MAX_TOKENS = env.int("CHATSITE_MAX_TOKENS", default=4096)
+# Seconds a process keeps admin-edited models/prices/presets before reading them again.
+CHATSITE_CATALOG_CACHE_SECONDS = env.float("CHATSITE_CATALOG_CACHE_SECONDS", default=5.0)
+
+# --- Cost: caching and compaction -------------------------------------------------------------
+CHATSITE_PROMPT_CACHING = env.bool("CHATSITE_PROMPT_CACHING", default=True)
+# Compact when a conversation's context passes this share of the model's window or this many
+# tokens, whichever is lower; fold old turns until it is under LOW_WATER_RATIO of that.
+CHATSITE_COMPACT_HIGH_WATER_SHARE = env.float("CHATSITE_COMPACT_HIGH_WATER_SHARE", default=0.5)
+CHATSITE_CONTEXT_BUDGET_TOKENS = env.int("CHATSITE_CONTEXT_BUDGET_TOKENS", default=40_000)
+CHATSITE_COMPACT_LOW_WATER_RATIO = env.float("CHATSITE_COMPACT_LOW_WATER_RATIO", default=0.5)
+# Headroom kept free in the context window (the token estimate is approximate).
+CHATSITE_CONTEXT_SAFETY_TOKENS = env.int("CHATSITE_CONTEXT_SAFETY_TOKENS", default=2_000)
+CHATSITE_COMPACTION_CLAIM_SECONDS = env.float("CHATSITE_COMPACTION_CLAIM_SECONDS", default=300.0)
+CHATSITE_SUMMARY_MAX_TOKENS = env.int("CHATSITE_SUMMARY_MAX_TOKENS", default=1500)
+CHATSITE_TITLE_MAX_TOKENS = env.int("CHATSITE_TITLE_MAX_TOKENS", default=30)
 CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)
 
 # --- Streaming engine -----------------------------------------------------------------------

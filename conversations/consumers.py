@@ -198,6 +198,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             await self.send(text_data=frames.dumps(end))  # another conversation: the sidebar announces it
 
+    async def chat_conversation_update(self, event: dict[str, Any]) -> None:
+        """A Celery task named a conversation or summarised it: the sidebar and page follow."""
+        frame = {"type": "conversation.updated", "conversation_id": event["conversation_id"]}
+        for key in ("title", "summarised_upto"):
+            if key in event:
+                frame[key] = event[key]
+        if event.get("title") and event["conversation_id"] == self.conversation.pk:
+            self.conversation.title = event["title"]
+        await self.send_json(frame)
+
     async def relay_frame(self, event: dict[str, Any]) -> None:
         await self.deliver(event["frame"], final=event["final"], generation_id=event["generation_id"])
 

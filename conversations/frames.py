@@ -24,12 +24,13 @@ def dumps(payload: dict[str, Any]) -> str:
     return _dumps(payload)
 
 
-def usage_dict(message: Message) -> dict[str, int]:
+def usage_dict(message: Message) -> dict[str, Any]:
     return {
         "input_tokens": message.input_tokens,
         "output_tokens": message.output_tokens,
         "cache_creation_input_tokens": message.cache_creation_input_tokens,
         "cache_read_input_tokens": message.cache_read_input_tokens,
+        "cost": str(message.cost),  # USD as a decimal string: no float rounding
     }
 
 
@@ -49,6 +50,7 @@ def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
         "error": message.error,
         "error_code": message.error_code,
         "created_at": message.created_at.isoformat() if message.created_at else None,
+        "context_note": message.context_note,
     }
     if message.role == Message.Role.USER or message.status == Message.Status.STREAMING:
         data["text"] = message.content
@@ -81,7 +83,7 @@ def end_frame(*, generation_id: str, conversation_id: int, conversation_title: s
 
 
 def finished_reply(*, message_id: int, model: str, generation_id: str, parent_id: int | None, created_at: str,
-                   status: str, content: str, usage: dict[str, int], error_code: str, error: str) -> dict[str, Any]:
+                   status: str, content: str, usage: dict[str, Any], error_code: str, error: str, context_note: str = "") -> dict[str, Any]:
     """The final state of a reply, from what the runner holds (no database read)."""
     return {
         "id": message_id,
@@ -93,6 +95,7 @@ def finished_reply(*, message_id: int, model: str, generation_id: str, parent_id
         "error": error,
         "error_code": error_code,
         "created_at": created_at,
+        "context_note": context_note,
         "html": render_markdown(content),
         "usage": usage,
     }

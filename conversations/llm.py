@@ -31,11 +31,23 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # The 1-hour share of cache_creation_input_tokens (Anthropic reports the split under
+    # usage.cache_creation; 1-hour writes are billed at a different rate).
+    cache_creation_1h_input_tokens: int = 0
 
     def update(self, data: dict[str, Any] | None) -> None:
         for key, value in (data or {}).items():
-            if hasattr(self, key) and isinstance(value, int):
+            if key == "cache_creation" and isinstance(value, dict):
+                one_hour = value.get("ephemeral_1h_input_tokens")
+                if isinstance(one_hour, int):
+                    self.cache_creation_1h_input_tokens = one_hour
+            elif hasattr(self, key) and isinstance(value, int):
                 setattr(self, key, value)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Everything the prompt held: cache tokens come on top of input_tokens."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
 
 @dataclass

@@ -18,6 +18,7 @@ from . import frames, groups, llm, services
 from .asyncdb import background_db
 from .hub import Hub, Run
 from .models import Message
+from .pricing import cost_of
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +108,18 @@ def _persist_final(*, run: Run, content: str, status: str, usage: llm.Usage, sto
         stop_reason=stop_reason or "",
         error_code=error_code,
         error=error,
+        owner_id=spec.owner_id,
+        prices=spec.prices,
+        summary_id=spec.summary_id,
     )
+    services.reply_followups(spec=spec, status=status, usage=usage)
     if spec.initial_text:
         # A continued reply's usage adds up over its generations: read the stored total.
-        totals = Message.objects.filter(pk=spec.message_id).values(*_USAGE_FIELDS).first() or {}
+        totals = Message.objects.filter(pk=spec.message_id).values(*_USAGE_FIELDS, "cost").first() or {}
+        totals["cost"] = str(totals.get("cost", "0"))
     else:
         totals = {name: getattr(usage, name) for name in _USAGE_FIELDS}
+        totals["cost"] = str(cost_of(usage, spec.prices).total) if spec.prices else "0"
     return _end(run, status=status, usage=totals, error_code=error_code, error=error, content=content)
 
 
@@ -125,6 +132,7 @@ def _end(run: Run, *, status: str, usage: dict, error_code: str, error: str, con
     message = frames.finished_reply(
         message_id=spec.message_id, model=spec.model, generation_id=run.gid, parent_id=spec.parent_id,
         created_at=spec.created_at, status=status, content=content, usage=usage, error_code=error_code, error=error,
+        context_note=spec.context_note,
     )
     return frames.end_frame(
         generation_id=run.gid, conversation_id=spec.conversation_id, conversation_title=spec.conversation_title,

@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404
 
-from .models import Conversation, Message, SystemPrompt
+from .models import Conversation, LLMModel, Message, SystemPrompt
 
 
 def conversation_list_for_user(*, user: AbstractBaseUser, limit: int = 200) -> QuerySet[Conversation]:
@@ -59,3 +59,7 @@ def system_prompts_active() -> QuerySet[SystemPrompt]:
 
 def system_prompt_default() -> SystemPrompt | None:
     return system_prompts_active().filter(is_default=True).first() or system_prompts_active().first()
+
+
+def llm_models_enabled() -> QuerySet[LLMModel]:
+    return LLMModel.objects.filter(enabled=True).order_by("-is_default", "sort_order", "display_name")

@@ -18,10 +18,11 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import selectors
+from . import budgets, compaction, modelcache, prompting, selectors
 from .errors import ChatError
 from .llm import Usage
-from .models import Conversation, Message, SystemPrompt
+from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
+from .pricing import Prices, cost_of
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class GenerationSpec:
     conversation_id: int
     owner_id: int
     model: str
-    system: str
+    system: list[dict[str, Any]] = field(hash=False)
     messages: list[dict[str, Any]] = field(hash=False)
     max_tokens: int
     initial_text: str = ""
@@ -41,12 +42,25 @@ class GenerationSpec:
     parent_id: int | None = None
     created_at: str = ""
     conversation_title: str = ""
+    # Prices at the time of the send: the reply's cost is computed from these.
+    prices: Prices | None = None
+    # Shown under the reply when Claude did not see the whole thread.
+    context_note: str = ""
+    # The summary the request used (None: the whole thread) and when to compact next.
+    summary_id: int | None = None
+    compact_at_tokens: int = 0
+    # "" or "first_message" while the conversation has no real title yet.
+    title_source: str = ""
 
 
 def conversation_create(*, owner: AbstractBaseUser, model: str | None = None, preset_id: int | None = None) -> Conversation:
-    model = model or settings.CHATSITE_DEFAULT_MODEL
-    if model not in settings.CHATSITE_MODELS:
-        raise ChatError("bad_model", "That model is not offered on this server.")
+    if model:
+        row = LLMModel.objects.filter(model_id=model, enabled=True).first()
+    else:
+        row = modelcache.default_model()
+    if row is None:
+        raise ChatError("bad_model", "That model is not offered on this server." if model else "No model is enabled on this server. Ask an administrator.")
+    model = row.model_id
     preset: SystemPrompt | None
     if preset_id:
         preset = selectors.system_prompts_active().filter(pk=preset_id).first()
@@ -93,7 +107,63 @@ def llm_history(thread: list[Message]) -> list[dict[str, Any]]:
     return history
 
 
-def _start_reply(*, conversation: Conversation, parent: Message, history: list[dict[str, Any]], runner: str) -> tuple[Message, GenerationSpec]:
+def conversation_rename(*, conversation: Conversation, title: object) -> Conversation:
+    """A title the person chose; automatic titles never overwrite it."""
+    if not isinstance(title, str) or not title.strip():
+        raise ChatError("empty", "A title cannot be empty.")
+    title = " ".join(title.split())[:200]
+    Conversation.objects.filter(pk=conversation.pk).update(title=title, title_source=Conversation.TitleSource.USER)
+    conversation.title, conversation.title_source = title, Conversation.TitleSource.USER
+    return conversation
+
+
+def _model_for(conversation: Conversation) -> LLMModel:
+    row = modelcache.llm_model(conversation.model)
+    if row is None or not row.enabled:
+        raise ChatError(
+            "model_disabled",
+            f"This conversation's model ({conversation.model}) has been turned off by an administrator. Start a new conversation to go on.",
+        )
+    return row
+
+
+def _cache_policy(conversation: Conversation, model: LLMModel) -> prompting.CachePolicy:
+    preset = modelcache.preset(conversation.preset_id)
+    if preset is None:
+        return prompting.CachePolicy(enabled=settings.CHATSITE_PROMPT_CACHING, ttl="5m", min_tokens=model.min_cache_tokens)
+    return prompting.CachePolicy(enabled=settings.CHATSITE_PROMPT_CACHING and preset.cache_enabled, ttl=preset.cache_ttl, min_tokens=model.min_cache_tokens)
+
+
+@dataclass(frozen=True)
+class _Request:
+    model: LLMModel
+    prompt: prompting.Prompt
+    summary: Summary | None
+    max_tokens: int
+
+
+def _prepare_request(*, conversation: Conversation, thread: list[Message]) -> _Request:
+    """Summary + the turns after it + cache breakpoints, trimmed to the context window."""
+    model = _model_for(conversation)
+    summary = compaction.active_summary(conversation=conversation, thread=thread)
+    if summary is not None:
+        cut = next(i for i, m in enumerate(thread) if m.pk == summary.upto_id)
+        thread = thread[cut + 1 :]
+    max_tokens = min(settings.CHATSITE_MAX_TOKENS, model.max_output_tokens)
+    prompt = prompting.build(
+        system_prompt=conversation.system_prompt,
+        summary=summary.text if summary else "",
+        history=llm_history(thread),
+        policy=_cache_policy(conversation, model),
+        max_prompt_tokens=model.context_window - max_tokens - settings.CHATSITE_CONTEXT_SAFETY_TOKENS,
+    )
+    return _Request(model=model, prompt=prompt, summary=summary, max_tokens=max_tokens)
+
+
+def _start_reply(*, conversation: Conversation, parent: Message, thread: list[Message], runner: str) -> tuple[Message, GenerationSpec]:
+    request = _prepare_request(conversation=conversation, thread=thread)
+    if request.prompt.trimmed_messages or compaction.should_compact(conversation=conversation, model=request.model, summary=request.summary):
+        compaction.enqueue(conversation.pk)
     now = timezone.now()
     reply = Message.objects.create(
         conversation=conversation,
@@ -104,23 +174,33 @@ def _start_reply(*, conversation: Conversation, parent: Message, history: list[d
         generation_id=Message.new_generation_id(),
         runner=runner,
         heartbeat_at=now,
+        context_note=request.prompt.note,
     )
     conversation.current_leaf = reply
-    conversation.save(update_fields=["current_leaf", "title", "updated_at"])
-    spec = GenerationSpec(
+    conversation.save(update_fields=["current_leaf", "title", "title_source", "updated_at"])
+    return reply, _spec(conversation=conversation, reply=reply, request=request)
+
+
+def _spec(*, conversation: Conversation, reply: Message, request: _Request, initial_text: str = "") -> GenerationSpec:
+    return GenerationSpec(
         generation_id=reply.generation_id,
         message_id=reply.pk,
         conversation_id=conversation.pk,
         owner_id=conversation.owner_id,
-        model=conversation.model,
-        system=conversation.system_prompt,
-        messages=history,
-        max_tokens=settings.CHATSITE_MAX_TOKENS,
+        model=request.model.model_id,
+        system=request.prompt.system,
+        messages=request.prompt.messages,
+        max_tokens=request.max_tokens,
+        initial_text=initial_text,
         parent_id=reply.parent_id,
         created_at=reply.created_at.isoformat(),
         conversation_title=conversation.title,
+        prices=Prices.of(request.model),
+        context_note=request.prompt.note,
+        summary_id=request.summary.pk if request.summary else None,
+        compact_at_tokens=compaction.thresholds(request.model)[0],
+        title_source=conversation.title_source,
     )
-    return reply, spec
 
 
 BUSY_MESSAGE = "Claude is still answering in this conversation. Wait for the reply to finish or press Stop."
@@ -141,6 +221,7 @@ def message_send(*, conversation: Conversation, content: object, runner: str = "
     answer at a time keeps the thread linear and the cost predictable.
     """
     content = _validate_content(content)
+    budgets.ensure_within_budget(conversation.owner_id)
     # Row lock on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers anyway.
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     messages = list(Message.objects.filter(conversation=conversation))
@@ -152,14 +233,17 @@ def message_send(*, conversation: Conversation, content: object, runner: str = "
         conversation=conversation, parent=parent, role=Message.Role.USER, content=content, status=Message.Status.COMPLETE
     )
     if not conversation.title:
+        # A placeholder until the title task names it (never over a title the person set).
         conversation.title = _title_from(content)
-    reply, spec = _start_reply(conversation=conversation, parent=user_message, history=llm_history([*thread, user_message]), runner=runner)
+        conversation.title_source = Conversation.TitleSource.FIRST_MESSAGE
+    reply, spec = _start_reply(conversation=conversation, parent=user_message, thread=[*thread, user_message], runner=runner)
     return user_message, reply, spec
 
 
 @transaction.atomic
 def reply_regenerate(*, conversation: Conversation, message_id: int, runner: str = "") -> tuple[Message, GenerationSpec]:
     """A fresh reply (new generation id) to the person's message above `message_id`."""
+    budgets.ensure_within_budget(conversation.owner_id)
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     _refuse_if_generating(conversation)
     old = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT).first()
@@ -169,12 +253,13 @@ def reply_regenerate(*, conversation: Conversation, message_id: int, runner: str
     if old not in thread:
         raise ChatError("not_found", "That reply is not on the visible thread.")
     upto = thread[: thread.index(old)]
-    return _start_reply(conversation=conversation, parent=old.parent, history=llm_history(upto), runner=runner)
+    return _start_reply(conversation=conversation, parent=old.parent, thread=upto, runner=runner)
 
 
 @transaction.atomic
 def reply_continue(*, conversation: Conversation, message_id: int, runner: str = "") -> tuple[Message, GenerationSpec]:
     """Resume a stopped, failed or interrupted reply after its kept text, as a new generation."""
+    budgets.ensure_within_budget(conversation.owner_id)
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     _refuse_if_generating(conversation)
     reply = Message.objects.filter(
@@ -190,31 +275,19 @@ def reply_continue(*, conversation: Conversation, message_id: int, runner: str =
     thread = selectors.conversation_thread(conversation=conversation)
     if not thread or thread[-1] != reply:
         raise ChatError("not_found", "Only the last reply of the conversation can be continued.")
+    request = _prepare_request(conversation=conversation, thread=thread[:-1])
     reply.generation_id = Message.new_generation_id()
     reply.status = Message.Status.STREAMING
     reply.error = reply.error_code = ""
     reply.runner = runner
     reply.heartbeat_at = timezone.now()
     reply.finished_at = None
+    reply.context_note = request.prompt.note
     reply.save()
     reply.conversation = conversation  # callers read the title without another query
     conversation.current_leaf = reply
     conversation.save(update_fields=["current_leaf", "updated_at"])
-    spec = GenerationSpec(
-        generation_id=reply.generation_id,
-        message_id=reply.pk,
-        conversation_id=conversation.pk,
-        owner_id=conversation.owner_id,
-        model=reply.model or conversation.model,
-        system=conversation.system_prompt,
-        messages=llm_history(thread[:-1]),
-        max_tokens=settings.CHATSITE_MAX_TOKENS,
-        initial_text=reply.content,
-        parent_id=reply.parent_id,
-        created_at=reply.created_at.isoformat(),
-        conversation_title=conversation.title,
-    )
-    return reply, spec
+    return reply, _spec(conversation=conversation, reply=reply, request=request, initial_text=reply.content)
 
 
 # --- Generation persistence (called by the runner) ------------------------------------------
@@ -251,14 +324,18 @@ def generation_finish(
     stop_reason: str = "",
     error_code: str = "",
     error: str = "",
+    owner_id: int | None = None,
+    prices: Prices | None = None,
+    summary_id: int | None = None,
 ) -> bool:
     """Write the final state once. Returns False if the reply was already finished elsewhere.
 
     A reply the reaper marked interrupted (heartbeat looked stale) is still finished by its
-    runner: the runner has the freshest text. Usage is added, so a continued reply counts
-    every generation that wrote it.
+    runner: the runner has the freshest text. Usage and cost are added, so a continued reply
+    counts every generation that wrote it; each generation is also its own ledger entry.
     """
     now = timezone.now()
+    cost = cost_of(usage, prices) if prices is not None else None
     updated = Message.objects.filter(
         pk=message_id, generation_id=generation_id, status__in=[Message.Status.STREAMING, Message.Status.INTERRUPTED]
     ).update(
@@ -268,6 +345,8 @@ def generation_finish(
         output_tokens=F("output_tokens") + usage.output_tokens,
         cache_creation_input_tokens=F("cache_creation_input_tokens") + usage.cache_creation_input_tokens,
         cache_read_input_tokens=F("cache_read_input_tokens") + usage.cache_read_input_tokens,
+        cache_creation_1h_input_tokens=F("cache_creation_1h_input_tokens") + usage.cache_creation_1h_input_tokens,
+        cost=F("cost") + (cost.total if cost is not None else 0),
         stop_reason=stop_reason,
         error_code=error_code,
         error=error,
@@ -277,8 +356,40 @@ def generation_finish(
     )
     if updated:
         conversations = Conversation.objects.filter(pk=conversation_id) if conversation_id else Conversation.objects.filter(messages__pk=message_id)
-        conversations.update(updated_at=now)
+        changes: dict[str, Any] = {"updated_at": now}
+        if usage.prompt_tokens:
+            # What the next request starts from, known exactly; compaction decides on it.
+            changes["context_tokens"] = usage.prompt_tokens + usage.output_tokens
+            changes["context_summary_id"] = summary_id
+        conversations.update(**changes)
+        if owner_id is not None and prices is not None and (usage.prompt_tokens or usage.output_tokens):
+            usage_record(
+                user_id=owner_id, conversation_id=conversation_id, message_id=message_id,
+                kind=UsageRecord.Kind.REPLY, usage=usage, prices=prices,
+            )
     return bool(updated)
+
+
+def reply_followups(*, spec: GenerationSpec, status: str, usage: Usage) -> None:
+    """Background work a finished reply may call for: a title, a compaction step."""
+    from . import titles
+
+    if status == Message.Status.COMPLETE and spec.title_source in ("", Conversation.TitleSource.FIRST_MESSAGE):
+        titles.enqueue(spec.conversation_id)
+    if spec.compact_at_tokens and usage.prompt_tokens + usage.output_tokens >= spec.compact_at_tokens:
+        compaction.enqueue(spec.conversation_id)
+
+
+def usage_record(*, user_id: int, conversation_id: int | None, message_id: int | None, kind: str, usage: Usage, prices: Prices) -> UsageRecord:
+    """Put one billed call in the ledger (replies, summaries and titles alike)."""
+    cost = cost_of(usage, prices)
+    one_hour = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
+    return UsageRecord.objects.create(
+        user_id=user_id, conversation_id=conversation_id, message_id=message_id, kind=kind, model=prices.model_id,
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+        cache_write_5m_tokens=usage.cache_creation_input_tokens - one_hour, cache_write_1h_tokens=one_hour,
+        cache_read_tokens=usage.cache_read_input_tokens, cost=cost.total, uncached_cost=cost.uncached,
+    )
 
 
 def generations_mark_interrupted(*, stale_after: float | None = None, now: datetime | None = None) -> int:

@@ -21,3 +21,52 @@ def reap_stale_generations() -> int:
     if ended:
         log.info("Marked %d orphaned replies as interrupted", len(ended))
     return len(ended)
+
+
+# Summaries and titles: the model call can take a while and must survive a worker dying mid-way
+# (acks_late + reject_on_worker_lost redeliver it); the work itself is idempotent.
+_LLM_TASK = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True, "max_retries": 5}
+
+
+@shared_task(bind=True, **_LLM_TASK)
+def compact_conversation(self, conversation_id: int) -> int | None:
+    from . import compaction
+    from .llm import LLMError
+
+    try:
+        summary = compaction.compact(conversation_id)
+    except LLMError as exc:
+        if exc.retryable:
+            raise self.retry(exc=exc, countdown=exc.retry_after or min(60, 5 * 2**self.request.retries))
+        log.warning("Compaction of conversation %s failed: %s", conversation_id, exc.code)
+        return None
+    if summary is not None:
+        _tell_owner(summary.conversation.owner_id, {"type": "chat.conversation_update", "conversation_id": conversation_id, "summarised_upto": summary.upto_id})
+    return summary.pk if summary else None
+
+
+@shared_task(bind=True, **_LLM_TASK)
+def title_conversation(self, conversation_id: int) -> str | None:
+    from . import titles
+    from .llm import LLMError
+    from .models import Conversation
+
+    try:
+        title = titles.name_conversation(conversation_id)
+    except LLMError as exc:
+        if exc.retryable:
+            raise self.retry(exc=exc, countdown=exc.retry_after or min(60, 5 * 2**self.request.retries))
+        log.warning("Naming conversation %s failed: %s", conversation_id, exc.code)
+        return None
+    if title:
+        owner_id = Conversation.objects.filter(pk=conversation_id).values_list("owner_id", flat=True).first()
+        if owner_id is not None:
+            _tell_owner(owner_id, {"type": "chat.conversation_update", "conversation_id": conversation_id, "title": title})
+    return title
+
+
+def _tell_owner(owner_id: int, event: dict) -> None:
+    try:
+        async_to_sync(get_channel_layer().group_send)(groups.user_group(owner_id), event)
+    except Exception:
+        log.exception("Could not tell user %s about conversation %s", owner_id, event.get("conversation_id"))

@@ -21,8 +21,7 @@ def _sidebar(request: HttpRequest, current_id: int | None = None) -> dict:
         "conversations": selectors.conversation_list_for_user(user=request.user),
         "current_id": current_id,
         "presets": selectors.system_prompts_active(),
-        "models": settings.CHATSITE_MODELS,
-        "default_model": settings.CHATSITE_DEFAULT_MODEL,
+        "models": selectors.llm_models_enabled(),
     }
 
 

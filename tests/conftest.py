@@ -14,6 +14,30 @@ from django.test import Client
 from tests.fakeserver import FakeAnthropicProcess
 
 
+@pytest.fixture(autouse=True)
+def _model_catalog(request):
+    """Every test with a database gets the seeded Claude models.
+
+    The seeding migration runs once; transactional tests flush the tables after themselves,
+    so the catalogue is put back (idempotently) before each test that uses the database.
+    """
+    from conversations import catalog, modelcache
+
+    modelcache.clear()
+    marker = request.node.get_closest_marker("django_db")
+    fixtures = set(request.fixturenames)
+    if marker is None and not {"db", "transactional_db", "live_server"} & fixtures:
+        yield
+        return
+    transactional = "transactional_db" in fixtures or "live_server" in fixtures or bool(marker and marker.kwargs.get("transaction"))
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from conversations.models import LLMModel
+
+    catalog.seed(LLMModel)
+    yield
+    modelcache.clear()
+
+
 @pytest.fixture(scope="session")
 def fake_anthropic():
     """The project's fake Anthropic API in a subprocess; the real SDK talks to it over HTTP."""

@@ -70,7 +70,7 @@ def test_sidebar_query_count_does_not_grow_with_conversations(alice_client, alic
 
 def test_new_conversation_uses_chosen_preset_and_model(alice_client, alice, settings):
     preset = SystemPrompt.objects.create(name="Pirate", text="Talk like a pirate.")
-    model = settings.CHATSITE_MODELS[-1]
+    model = "claude-haiku-5-5"
     response = alice_client.post(reverse("conversation_new"), {"preset": preset.pk, "model": model, "message": "ahoy"})
     conversation = Conversation.objects.get(owner=alice)
     assert response["Location"] == reverse("conversation_detail", args=[conversation.pk])

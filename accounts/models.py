@@ -1,0 +1,32 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class SpendLimit(models.Model):
+    """A monthly spend limit in USD. The row without a user is the default for everyone;
+    a person's own row overrides it. No row at all (or a blank limit) means no limit."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="spend_limit")
+    monthly_limit = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True,
+        help_text="USD per calendar month (UTC). Blank: no limit.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user"], condition=Q(user__isnull=True), name="one_default_spend_limit")]
+
+    def __str__(self) -> str:
+        who = self.user.get_username() if self.user_id else "Default (everyone)"
+        limit = f"${self.monthly_limit}" if self.monthly_limit is not None else "no limit"
+        return f"{who}: {limit} a month"
+
+    @property
+    def is_default(self) -> bool:
+        return self.user_id is None
+
+
+ZERO = Decimal(0)
