@@ -6,6 +6,11 @@ request gets the offline demo answer (see ``demo.py``).
 
 Cheap per event: the SSE frames of a reply are built as bytes before the pacing
 loop, which then only sleeps and calls ``resp.write()`` once per frame.
+
+Prompt caching is billed as Anthropic bills it (``FakeState.usage_for``): up to four
+``cache_control`` breakpoints (plus top-level automatic caching), 5m/1h TTLs on a clock
+tests can move (``POST /_fake/clock {"advance": s}``), a 20-block lookback, a per-model
+minimum prefix (``POST /_fake/config``), and input + read + written == count_tokens.
 """
 
 from __future__ import annotations
@@ -104,36 +109,149 @@ def _block_text(block: Any) -> str:
     return ""
 
 
-def prompt_segments(body: dict) -> list[tuple[str, bool]]:
-    """The prompt as ordered (text, carries_cache_control) segments:
-    tools, then system, then every message's content blocks."""
-    segs: list[tuple[str, bool]] = []
+# ---- the prompt as Anthropic's cache sees it
+
+CACHE_TTLS = {"5m": 300.0, "1h": 3600.0}
+MAX_BREAKPOINTS = 4
+# A breakpoint finds an entry at its own block boundary or at one of the 20 boundaries
+# before it; an older entry is out of reach (Anthropic's lookback window).
+LOOKBACK_BLOCKS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A request's prompt: ordered blocks (tools, system, then every message's content)
+    reduced to what billing needs.
+
+    prefix_tokens[i] is the size of blocks 0..i.  It is taken on the cumulative character
+    count, so per-block shares add up exactly to ``total`` and a prefix always costs the
+    same whatever follows it.
+    """
+
+    prefix_tokens: list[int]
+    idents: list[str]                   # canonical text of each block, cache_control left out
+    breakpoints: list[tuple[int, str]]  # (block index, ttl), in prompt order
+    total: int
+
+    def tokens_before(self, end: int) -> int:
+        """Tokens of blocks 0..end (0 when end is -1: the empty prefix)."""
+        return self.prefix_tokens[end] if end >= 0 else 0
+
+    def prefix_keys(self, model: str, positions: set[int]) -> dict[int, str]:
+        """Hash of the prefix ending at each wanted block boundary (model included: caches
+        are per model).  One running hash over the blocks; digests only where asked."""
+        keys: dict[int, str] = {}
+        if not positions:
+            return keys
+        last = max(positions)
+        h = hashlib.sha256(model.encode())
+        for i in range(last + 1):
+            h.update(b"\x00")
+            h.update(self.idents[i].encode())
+            if i in positions:
+                keys[i] = h.hexdigest()
+        return keys
+
+
+def _canonical(block: Any, role: str) -> str:
+    """What makes two blocks "the same" for the cache: the block minus cache_control, so
+    moving a breakpoint between turns does not change the prefix.  A string content is
+    the shorthand of one text block and hashes like it."""
+    if isinstance(block, dict):
+        block = {k: v for k, v in block.items() if k != "cache_control"}
+    elif isinstance(block, str):
+        block = {"type": "text", "text": block}
+    return role + "\x1f" + json.dumps(block, sort_keys=True, separators=(",", ":"))
+
+
+def _raw_blocks(body: dict) -> list[tuple[str, str, int, Any]]:
+    """(where, ident, characters, raw cache_control) for every block, in prompt order."""
+    out: list[tuple[str, str, int, Any]] = []
     tools = body.get("tools")
     if isinstance(tools, list):
-        for tool in tools:
+        for i, tool in enumerate(tools):
             if isinstance(tool, dict):
                 t = {k: v for k, v in tool.items() if k != "cache_control"}
-                segs.append((json.dumps(t, sort_keys=True), "cache_control" in tool))
+                text = json.dumps(t, sort_keys=True)
+                out.append((f"tools.{i}", "tool\x1f" + text, len(text), tool.get("cache_control")))
     system = body.get("system")
     if isinstance(system, str):
-        segs.append((system, False))
+        out.append(("system", _canonical(system, "system"), len(system), None))
     elif isinstance(system, list):
-        for block in system:
-            segs.append((_block_text(block), isinstance(block, dict) and "cache_control" in block))
-    for msg in body.get("messages") or ():
+        for i, block in enumerate(system):
+            cc = block.get("cache_control") if isinstance(block, dict) else None
+            out.append((f"system.{i}", _canonical(block, "system"), len(_block_text(block)), cc))
+    for m, msg in enumerate(body.get("messages") or ()):
         if not isinstance(msg, dict):
             continue
+        role = str(msg.get("role"))
         content = msg.get("content")
         if isinstance(content, str):
-            segs.append((content, False))
+            out.append((f"messages.{m}.content", _canonical(content, role), len(content), None))
         elif isinstance(content, list):
-            for block in content:
-                segs.append((_block_text(block), isinstance(block, dict) and "cache_control" in block))
-    return segs
+            for i, block in enumerate(content):
+                cc = block.get("cache_control") if isinstance(block, dict) else None
+                out.append((f"messages.{m}.content.{i}", _canonical(block, role), len(_block_text(block)), cc))
+    return out
 
 
-def count_input_tokens(body: dict) -> int:
-    return approx_tokens(sum(len(t) for t, _ in prompt_segments(body)))
+def _cache_ttl(cc: Any, where: str) -> tuple[str | None, str | None]:
+    """(ttl, problem) of one cache_control value; (None, None) when there is none."""
+    if cc is None:
+        return None, None
+    field_name = f"{where}.cache_control" if where else "cache_control"
+    if not isinstance(cc, dict) or cc.get("type") != "ephemeral":
+        return None, f"{field_name}.type: Input should be 'ephemeral'"
+    ttl = cc.get("ttl")
+    if ttl is None:
+        return "5m", None
+    if ttl not in CACHE_TTLS:
+        return None, f"{field_name}.ttl: Input should be '5m' or '1h'"
+    return ttl, None
+
+
+def parse_prompt(body: dict) -> tuple[Prompt | None, str | None]:
+    """The prompt and its breakpoints, or the 400 message the real API would give."""
+    raw = _raw_blocks(body)
+    marks: list[tuple[int, str]] = []
+    for i, (where, _ident, _chars, cc) in enumerate(raw):
+        ttl, problem = _cache_ttl(cc, where)
+        if problem:
+            return None, problem
+        if ttl is not None:
+            marks.append((i, ttl))
+    # Automatic caching: a top-level cache_control takes one of the four slots and puts a
+    # breakpoint on the last block.  When that block has its own, they are one breakpoint
+    # (the block's ttl wins) but both count towards the limit.
+    found = len(marks)
+    top_ttl, problem = _cache_ttl(body.get("cache_control"), "")
+    if problem:
+        return None, problem
+    if top_ttl is not None:
+        found += 1
+        if raw and not (marks and marks[-1][0] == len(raw) - 1):
+            marks.append((len(raw) - 1, top_ttl))
+    if found > MAX_BREAKPOINTS:
+        return None, f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+    seen_5m = False
+    for _i, ttl in marks:
+        if ttl == "1h" and seen_5m:
+            return None, ("A ttl='1h' cache_control block must not come after a ttl='5m' cache_control "
+                          "block. Note that blocks are processed in the following order: "
+                          "`tools`, `system`, `messages`.")
+        seen_5m = seen_5m or ttl == "5m"
+    chars = 0
+    prefix_tokens: list[int] = []
+    for _where, _ident, n, _cc in raw:
+        chars += n
+        prefix_tokens.append(approx_tokens(chars))
+    prompt = Prompt(
+        prefix_tokens=prefix_tokens,
+        idents=[ident for _w, ident, _n, _cc in raw],
+        breakpoints=marks,
+        total=prefix_tokens[-1] if prefix_tokens else 0,
+    )
+    return prompt, None
 
 
 def last_user_text(body: dict) -> str:
@@ -195,17 +313,34 @@ class Scripted:
     remaining: int
 
 
+@dataclass(slots=True)
+class CacheEntry:
+    tokens: int
+    ttl_seconds: float
+    expires_at: float
+
+
+CacheKey = tuple[str, str]  # (model, prefix hash)
+
+
 @dataclass
 class FakeState:
     default_tps: float = 40.0
     default_first_byte_delay: float = 0.0
-    min_cache_tokens: int = 0
+    min_cache_tokens: int = 0  # the build_app default; /_fake/config changes the live values
     queue: list[Scripted] = field(default_factory=list)
     requests: collections.deque = field(default_factory=lambda: collections.deque(maxlen=REQUEST_LOG_CAP))
-    cache: set[str] = field(default_factory=set)
+    cache: dict[CacheKey, CacheEntry] = field(default_factory=dict)
+    cache_min_default: int = 0
+    cache_min_by_model: dict[str, int] = field(default_factory=dict)
+    # Added to the wall clock so tests can expire cache entries without waiting.
+    clock_offset: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
+    cache_stats: dict[str, int] = field(default_factory=dict)
+    _purge_at: int = 1024
 
     def __post_init__(self) -> None:
+        self.cache_min_default = self.min_cache_tokens
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -222,12 +357,27 @@ class FakeState:
             "active_streams": 0,
             "deltas_sent": 0,
         }
+        self.cache_stats = {
+            "reads": 0,           # requests that read a cached prefix
+            "writes": 0,          # requests that wrote at least one cache entry
+            "read_tokens": 0,
+            "written_tokens": 0,
+        }
 
     def reset(self) -> None:
         self.queue.clear()
         self.requests.clear()
         self.cache.clear()
+        self.cache_min_default = self.min_cache_tokens
+        self.cache_min_by_model.clear()
+        self.clock_offset = 0.0
         self.reset_stats()
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def min_cache_tokens_for(self, model: str) -> int:
+        return self.cache_min_by_model.get(model, self.cache_min_default)
 
     def take_reply(self, text: str) -> dict | None:
         for i, item in enumerate(self.queue):
@@ -238,38 +388,80 @@ class FakeState:
                 return item.reply
         return None
 
-    def usage_for(self, body: dict, model: str) -> dict:
-        """Input-side usage, simulating prompt caching."""
-        segs = prompt_segments(body)
-        total = approx_tokens(sum(len(t) for t, _ in segs))
-        last_cc = -1
-        if "cache_control" in body and body.get("cache_control") is not None:
-            last_cc = len(segs) - 1
-        else:
-            for i in range(len(segs) - 1, -1, -1):
-                if segs[i][1]:
-                    last_cc = i
+    # ---- prompt caching, billed the way Anthropic bills it
+
+    def _live(self, key: CacheKey, now: float) -> CacheEntry | None:
+        entry = self.cache.get(key)
+        if entry is not None and entry.expires_at <= now:
+            del self.cache[key]
+            return None
+        return entry
+
+    def purge_expired(self) -> None:
+        now = self.now()
+        for key in [k for k, e in self.cache.items() if e.expires_at <= now]:
+            del self.cache[key]
+
+    def usage_for(self, prompt: Prompt, model: str) -> dict:
+        """Input-side usage of one request; reads and writes the cache as it goes.
+
+        Read: every breakpoint looks for the longest live entry at its own boundary or up
+        to LOOKBACK_BLOCKS boundaries before it; each hit is refreshed, and the longest
+        one is the read prefix.  Write: each breakpoint past the covered prefix (read or
+        just written) whose prefix reaches the model's minimum stores an entry and bills
+        the tokens since the covered prefix at its own ttl.  What follows the last
+        covered block is plain input, so input + read + written == prompt.total.
+        """
+        now = self.now()
+        wanted: set[int] = set()
+        for bp, _ttl in prompt.breakpoints:
+            wanted.update(range(max(0, bp - LOOKBACK_BLOCKS), bp + 1))
+        keys = prompt.prefix_keys(model, wanted)
+
+        covered = -1  # last block index whose tokens are read from the cache
+        for bp, _ttl in reversed(prompt.breakpoints):
+            for i in range(bp, max(-1, bp - LOOKBACK_BLOCKS - 1), -1):
+                entry = self._live((model, keys[i]), now)
+                if entry is not None:
+                    entry.expires_at = now + entry.ttl_seconds
+                    covered = max(covered, i)
                     break
-        created = read = 0
-        if last_cc >= 0:
-            prefix = segs[: last_cc + 1]
-            prefix_tokens = approx_tokens(sum(len(t) for t, _ in prefix))
-            if prefix_tokens > 0 and prefix_tokens >= self.min_cache_tokens:
-                h = hashlib.sha256(model.encode())
-                for t, _ in prefix:
-                    h.update(b"\x00")
-                    h.update(t.encode())
-                key = h.hexdigest()
-                if key in self.cache:
-                    read = prefix_tokens
-                else:
-                    created = prefix_tokens
-                    self.cache.add(key)
+        read = prompt.tokens_before(covered)
+
+        minimum = self.min_cache_tokens_for(model)
+        written = {"5m": 0, "1h": 0}
+        for bp, ttl in prompt.breakpoints:
+            tokens = prompt.prefix_tokens[bp]
+            if bp <= covered or tokens <= 0 or tokens < minimum:
+                continue  # already cached, or too short to cache: silently not written
+            written[ttl] += tokens - prompt.tokens_before(covered)
+            seconds = CACHE_TTLS[ttl]
+            self.cache[(model, keys[bp])] = CacheEntry(tokens=tokens, ttl_seconds=seconds, expires_at=now + seconds)
+            covered = bp
+        created = written["5m"] + written["1h"]
+        self._count_cache_use(read, created)
         return {
-            "input_tokens": max(0, total - created - read),
+            "input_tokens": prompt.total - prompt.tokens_before(covered),
             "cache_creation_input_tokens": created,
             "cache_read_input_tokens": read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written["5m"],
+                "ephemeral_1h_input_tokens": written["1h"],
+            },
         }
+
+    def _count_cache_use(self, read: int, created: int) -> None:
+        cs = self.cache_stats
+        if read:
+            cs["reads"] += 1
+            cs["read_tokens"] += read
+        if created:
+            cs["writes"] += 1
+            cs["written_tokens"] += created
+            # Entries nobody asks for again would pile up in a long-running fake.
+            if len(self.cache) >= self._purge_at:
+                self.purge_expired()
+                self._purge_at = 2 * len(self.cache) + 1024
 
 
 STATE_KEY = web.AppKey("fakeanthropic_state", FakeState)
@@ -372,7 +564,10 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         state.stats["errors_returned"] += 1
         return bad
     problem = _validate(body)
-    if problem:
+    prompt: Prompt | None = None
+    if not problem:
+        prompt, problem = parse_prompt(body)
+    if problem or prompt is None:
         state.stats["errors_returned"] += 1
         return error_response(400, "invalid_request_error", problem)
 
@@ -390,7 +585,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
 
     model: str = body["model"]
     max_tokens: int = body["max_tokens"]
-    usage = state.usage_for(body, model)
+    usage = state.usage_for(prompt, model)
     override = reply.get("usage") or {}
     msg_id = "msg_fake_" + uuid.uuid4().hex[:24]
     req_id = "req_fake_" + uuid.uuid4().hex[:24]
@@ -571,9 +766,13 @@ async def handle_count_tokens(request: web.Request) -> web.Response:
     if bad is not None:
         return bad
     problem = _validate(body, need_max_tokens=False)
-    if problem:
+    prompt: Prompt | None = None
+    if not problem:
+        prompt, problem = parse_prompt(body)
+    if problem or prompt is None:
         return error_response(400, "invalid_request_error", problem)
-    return web.json_response({"input_tokens": count_input_tokens(body)})
+    # The same per-block sum that usage_for bills: input + read + written == this.
+    return web.json_response({"input_tokens": prompt.total})
 
 
 # ---- test controls
@@ -611,7 +810,65 @@ async def handle_requests(request: web.Request) -> web.Response:
 
 async def handle_stats(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    return web.json_response({**state.stats, "queued": len(state.queue)})
+    state.purge_expired()
+    return web.json_response({
+        **state.stats,
+        "queued": len(state.queue),
+        "cache": {"entries": len(state.cache), **state.cache_stats},
+    })
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+async def handle_clock(request: web.Request) -> web.Response:
+    """{"advance": seconds}: move the fake's clock forward (cache expiry only)."""
+    state = request.app[STATE_KEY]
+    body, bad = await _read_json(request)
+    if bad is not None:
+        return bad
+    advance = body.get("advance", 0) if isinstance(body, dict) else None
+    if not _is_number(advance):
+        return error_response(400, "invalid_request_error", 'expected {"advance": seconds}')
+    state.clock_offset += float(advance)
+    return web.json_response({"offset": state.clock_offset, "now": state.now()})
+
+
+def _config_view(state: FakeState) -> dict:
+    return {"default_min_cache_tokens": state.cache_min_default,
+            "min_cache_tokens": dict(state.cache_min_by_model)}
+
+
+async def handle_config(request: web.Request) -> web.Response:
+    """GET: the live settings.  POST {"min_cache_tokens": {model: n | null},
+    "default_min_cache_tokens": n}: per-model minimum cacheable prefix (null drops a
+    model's override) and the default for other models.  /_fake/reset restores both."""
+    state = request.app[STATE_KEY]
+    if request.method == "GET":
+        return web.json_response(_config_view(state))
+    body, bad = await _read_json(request)
+    if bad is not None:
+        return bad
+    if not isinstance(body, dict):
+        return error_response(400, "invalid_request_error", "expected a JSON object")
+    per_model = body.get("min_cache_tokens", {})
+    default = body.get("default_min_cache_tokens")
+    if not isinstance(per_model, dict) or not all(
+        isinstance(m, str) and (v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0))
+        for m, v in per_model.items()
+    ):
+        return error_response(400, "invalid_request_error", "min_cache_tokens: expected {model: integer >= 0 or null}")
+    if default is not None and (not isinstance(default, int) or isinstance(default, bool) or default < 0):
+        return error_response(400, "invalid_request_error", "default_min_cache_tokens: expected an integer >= 0")
+    for model, value in per_model.items():
+        if value is None:
+            state.cache_min_by_model.pop(model, None)
+        else:
+            state.cache_min_by_model[model] = value
+    if default is not None:
+        state.cache_min_default = default
+    return web.json_response(_config_view(state))
 
 
 async def handle_health(request: web.Request) -> web.Response:
@@ -624,7 +881,8 @@ def build_app(*, default_tps: float = 40.0, default_first_byte_delay: float = 0.
 
     default_tps: text deltas per second when a reply does not say (<= 0: no pacing).
     default_first_byte_delay: seconds to wait before the response starts.
-    min_cache_tokens: smallest prefix (in fake tokens) that prompt caching applies to.
+    min_cache_tokens: smallest prefix (in fake tokens) that prompt caching applies to, for
+        every model without an override (POST /_fake/config sets overrides).
     """
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[STATE_KEY] = FakeState(
@@ -638,5 +896,8 @@ def build_app(*, default_tps: float = 40.0, default_first_byte_delay: float = 0.
     app.router.add_post("/_fake/reset", handle_reset)
     app.router.add_get("/_fake/requests", handle_requests)
     app.router.add_get("/_fake/stats", handle_stats)
+    app.router.add_post("/_fake/clock", handle_clock)
+    app.router.add_get("/_fake/config", handle_config)
+    app.router.add_post("/_fake/config", handle_config)
     app.router.add_get("/_fake/health", handle_health)
     return app

@@ -503,3 +503,298 @@ async def test_client_going_away_mid_stream_is_handled(fake):
         time.sleep(0.05)
     assert stats["streams_disconnected"] >= before + 1
     assert stats["active_streams"] == 0
+
+
+# --------------------------------------------------------------------------- prompt caching, billed like Anthropic
+
+
+def text_block(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def cached(text: str, ttl: str | None = None) -> dict:
+    cc: dict = {"type": "ephemeral"}
+    if ttl is not None:
+        cc["ttl"] = ttl
+    return {"type": "text", "text": text, "cache_control": cc}
+
+
+def advance_clock(fake: FakeAnthropicProcess, seconds: float) -> dict:
+    status, payload = _raw_post(fake.url + "/_fake/clock", {"advance": seconds})
+    assert status == 200, payload
+    return payload
+
+
+def configure(fake: FakeAnthropicProcess, **settings) -> dict:
+    status, payload = _raw_post(fake.url + "/_fake/config", settings)
+    assert status == 200, payload
+    return payload
+
+
+async def prompt_total(client: anthropic.AsyncAnthropic, model: str = MODEL, **prompt) -> int:
+    return (await client.messages.count_tokens(model=model, **prompt)).input_tokens
+
+
+def assert_adds_up(usage, total: int) -> None:
+    """Cache tokens come on top of input_tokens, never counted twice."""
+    assert usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens == total
+    split = usage.cache_creation
+    assert split is not None
+    assert split.ephemeral_5m_input_tokens + split.ephemeral_1h_input_tokens == usage.cache_creation_input_tokens
+
+
+@pytest.mark.asyncio
+async def test_incremental_conversation_reads_the_last_turn_and_writes_only_the_new_part(fake):
+    t = token()
+    system = [cached(f"{t} You are a careful assistant. " + "s" * 600)]
+    fake.script([{"text": "first answer"}, {"text": "second answer"}, {"text": "third answer"}], match=t)
+    q1 = f"{t} first question " + "a" * 120
+    turn1 = [{"role": "user", "content": [cached(q1)]}]
+    # The client moves its breakpoint to the newest block each turn; the old block loses
+    # its cache_control (and is even sent as a plain string) yet is the same prefix.
+    turn2 = [
+        {"role": "user", "content": q1},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": [cached(f"{t} second question " + "b" * 120)]},
+    ]
+    last = cached(f"{t} third question " + "c" * 120)
+    tail = text_block("and a short uncached tail")
+    turn3 = turn2[:2] + [{"role": "user", "content": turn2[2]["content"][0]["text"]},
+                         {"role": "assistant", "content": "second answer"},
+                         {"role": "user", "content": [last, tail]}]
+    async with client_for(fake) as client:
+        m1 = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=turn1)
+        m2 = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=turn2)
+        m3 = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=turn3)
+        total1 = await prompt_total(client, system=system, messages=turn1)
+        total2 = await prompt_total(client, system=system, messages=turn2)
+        total3 = await prompt_total(client, system=system, messages=turn3)
+        upto_last = await prompt_total(client, system=system, messages=turn3[:-1] + [{"role": "user", "content": [last]}])
+    assert [m.content[0].text for m in (m1, m2, m3)] == ["first answer", "second answer", "third answer"]
+    for msg, total in ((m1, total1), (m2, total2), (m3, total3)):
+        assert_adds_up(msg.usage, total)
+
+    # Turn 1: nothing cached yet, both breakpoints written, nothing after the last one.
+    assert (m1.usage.cache_read_input_tokens, m1.usage.cache_creation_input_tokens, m1.usage.input_tokens) == (
+        0, total1, 0)
+    # Turn 2: turn 1's whole prompt is read (found by lookback from the new breakpoint).
+    assert m2.usage.cache_read_input_tokens == total1
+    assert m2.usage.cache_creation_input_tokens == total2 - total1
+    assert m2.usage.input_tokens == 0
+    # Turn 3: reads turn 2; input_tokens is only the tail after the last breakpoint.
+    assert m3.usage.cache_read_input_tokens == total2
+    assert m3.usage.cache_creation_input_tokens == upto_last - total2
+    assert m3.usage.input_tokens == total3 - upto_last > 0
+    assert m3.usage.cache_creation.ephemeral_5m_input_tokens == upto_last - total2
+
+
+@pytest.mark.asyncio
+async def test_lookback_reaches_20_blocks_back_and_no_further(fake):
+    t = token()
+    head = [text_block(f"{t} part {i} " + "h" * 40) for i in range(5)]
+    first = head[:-1] + [cached(head[-1]["text"])]  # an entry at block 4
+
+    def grown(label: str, extra: int, nearer_at: int | None = None) -> list[dict]:
+        """head, then `extra` new blocks; breakpoint on the last (and one at `nearer_at`)."""
+        tail = [text_block(f"{label} {i} " + "n" * 20) for i in range(extra)]
+        tail[-1] = cached(tail[-1]["text"])
+        if nearer_at is not None:
+            tail[nearer_at] = cached(tail[nearer_at]["text"])
+        return [{"role": "user", "content": head + tail}]
+
+    far, edge, anchored = grown("far", 21), grown("edge", 20), grown("anchored", 21, nearer_at=5)
+    async with client_for(fake) as client:
+        m0 = await client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": first}])
+        head_tokens = m0.usage.cache_creation_input_tokens
+        # Breakpoint at block 25: it looks back to block 5, block 4's entry is one too far.
+        m_far = await client.messages.create(model=MODEL, max_tokens=5, messages=far)
+        # Breakpoint at block 24: block 4 is exactly 20 boundaries back.
+        m_edge = await client.messages.create(model=MODEL, max_tokens=5, messages=edge)
+        # 21 blocks again, but a second breakpoint at block 10 reaches block 4.
+        m_anchored = await client.messages.create(model=MODEL, max_tokens=5, messages=anchored)
+        totals = [await prompt_total(client, messages=m) for m in (far, edge, anchored)]
+    assert head_tokens == -(-sum(len(b["text"]) for b in head) // 4) > 0
+    assert (m_far.usage.cache_read_input_tokens, m_far.usage.cache_creation_input_tokens) == (0, totals[0])
+    assert (m_edge.usage.cache_read_input_tokens, m_edge.usage.cache_creation_input_tokens) == (
+        head_tokens, totals[1] - head_tokens)
+    assert (m_anchored.usage.cache_read_input_tokens, m_anchored.usage.cache_creation_input_tokens) == (
+        head_tokens, totals[2] - head_tokens)
+    for msg, total in zip((m_far, m_edge, m_anchored), totals):
+        assert_adds_up(msg.usage, total)
+        assert msg.usage.input_tokens == 0
+
+
+async def _cache_use(client: anthropic.AsyncAnthropic, system: list[dict], t: str) -> tuple[int, int]:
+    msg = await client.messages.create(model=MODEL, max_tokens=5, system=system, messages=user(t))
+    return msg.usage.cache_read_input_tokens, msg.usage.cache_creation_input_tokens
+
+
+@pytest.mark.asyncio
+async def test_5m_entry_expires_after_five_minutes(fake):
+    t = token()
+    system = [cached(f"{t} five minutes " + "f" * 200)]
+    n = -(-len(system[0]["text"]) // 4)
+    async with client_for(fake) as client:
+        assert await _cache_use(client, system, t) == (0, n)
+        assert await _cache_use(client, system, t) == (n, 0)
+        advance_clock(fake, 301)
+        assert await _cache_use(client, system, t) == (0, n)  # expired: written again
+
+
+@pytest.mark.asyncio
+async def test_1h_entry_survives_five_minutes_but_not_an_hour(fake):
+    t = token()
+    system = [cached(f"{t} one hour " + "o" * 200, ttl="1h")]
+    n = -(-len(system[0]["text"]) // 4)
+    async with client_for(fake) as client:
+        first = await client.messages.create(model=MODEL, max_tokens=5, system=system, messages=user(t))
+        assert first.usage.cache_creation.ephemeral_1h_input_tokens == n
+        assert first.usage.cache_creation.ephemeral_5m_input_tokens == 0
+        advance_clock(fake, 301)
+        assert await _cache_use(client, system, t) == (n, 0)  # also refreshes: 1 h from now
+        advance_clock(fake, 3601)
+        assert await _cache_use(client, system, t) == (0, n)
+
+
+@pytest.mark.asyncio
+async def test_cache_hit_refreshes_the_expiry(fake):
+    t = token()
+    system = [cached(f"{t} kept warm " + "k" * 200)]
+    n = -(-len(system[0]["text"]) // 4)
+    async with client_for(fake) as client:
+        assert await _cache_use(client, system, t) == (0, n)
+        advance_clock(fake, 200)
+        assert await _cache_use(client, system, t) == (n, 0)
+        advance_clock(fake, 200)  # 400 s after the write, 200 s after the hit
+        assert await _cache_use(client, system, t) == (n, 0)
+        advance_clock(fake, 301)
+        assert await _cache_use(client, system, t) == (0, n)
+
+
+@pytest.mark.asyncio
+async def test_minimum_cacheable_prefix_per_model():
+    small = [cached("short system prompt " + "m" * 100)]  # 30 tokens
+    with FakeAnthropicProcess(tps=0, min_cache_tokens=100) as own:  # --min-cache-tokens
+        async with client_for(own) as client:
+            async def use(model: str, system: list[dict]) -> tuple[int, int, int]:
+                u = (await client.messages.create(model=model, max_tokens=5, system=system,
+                                                  messages=user("hi"))).usage
+                return u.cache_read_input_tokens, u.cache_creation_input_tokens, u.input_tokens
+
+            total = await prompt_total(client, system=small, messages=user("hi"))
+            # Below the minimum: silently no caching at all, everything is plain input.
+            assert await use(MODEL, small) == (0, 0, total)
+            assert await use(MODEL, small) == (0, 0, total)
+
+            assert configure(own, min_cache_tokens={"claude-haiku-5-5": 20}) == {
+                "default_min_cache_tokens": 100, "min_cache_tokens": {"claude-haiku-5-5": 20}}
+            assert await use("claude-haiku-5-5", small) == (0, 30, total - 30)
+            assert await use("claude-haiku-5-5", small) == (30, 0, total - 30)
+            assert await use(MODEL, small) == (0, 0, total)  # other models keep the default
+
+            # A short breakpoint is skipped; a later long enough one writes the whole prefix.
+            both = small + [cached("long enough now " + "l" * 400)]
+            both_total = await prompt_total(client, system=both, messages=user("hi"))
+            prefix = -(-sum(len(b["text"]) for b in both) // 4)
+            assert prefix >= 100
+            assert await use(MODEL, both) == (0, prefix, both_total - prefix)
+
+            configure(own, default_min_cache_tokens=0)
+            assert await use(MODEL, small) == (0, 30, total - 30)
+            own.reset()  # back to the command line's minimum, no overrides
+            with urllib.request.urlopen(own.url + "/_fake/config", timeout=10) as resp:
+                assert json.loads(resp.read()) == {"default_min_cache_tokens": 100, "min_cache_tokens": {}}
+
+
+@pytest.mark.asyncio
+async def test_invalid_cache_control_is_400(fake):
+    t = token()
+    fake.script([{"text": "served after the rejections"}], match=t)
+    five = [cached(f"{t} sys {i}") for i in range(5)]
+    cases = [
+        (dict(system=five, messages=user(t)),
+         "A maximum of 4 blocks with cache_control may be provided. Found 5."),
+        (dict(system=five[:4], messages=user(t), cache_control={"type": "ephemeral"}),
+         "A maximum of 4 blocks with cache_control may be provided. Found 5."),
+        (dict(system=[cached(f"{t} a", "5m"), cached(f"{t} b", "1h")], messages=user(t)),
+         "A ttl='1h' cache_control block must not come after a ttl='5m' cache_control block"),
+        (dict(system=[cached(f"{t} a")], messages=user(t), cache_control={"type": "ephemeral", "ttl": "1h"}),
+         "must not come after"),
+        (dict(system=[cached(f"{t} a", "10m")], messages=user(t)), "system.0.cache_control.ttl"),
+        (dict(system=[{"type": "text", "text": t, "cache_control": {"type": "persistent"}}], messages=user(t)),
+         "system.0.cache_control.type"),
+    ]
+    async with client_for(fake) as client:
+        for kwargs, message in cases:
+            with pytest.raises(anthropic.BadRequestError) as info:
+                await client.messages.create(model=MODEL, max_tokens=5, **kwargs)
+            assert info.value.body["error"]["type"] == "invalid_request_error"
+            assert message in info.value.body["error"]["message"], kwargs
+            with pytest.raises(anthropic.BadRequestError):
+                await client.messages.count_tokens(model=MODEL, **kwargs)
+        # Exactly four, 1h before 5m, is fine; the rejected requests used no scripted reply.
+        ok = await client.messages.create(
+            model=MODEL, max_tokens=5, messages=user(t),
+            system=[cached(f"{t} a", "1h"), cached(f"{t} b", "1h"), cached(f"{t} c"), cached(f"{t} d")])
+    assert ok.content[0].text == "served after the rejections"
+    assert ok.usage.cache_creation.ephemeral_1h_input_tokens > 0 and ok.usage.cache_creation.ephemeral_5m_input_tokens > 0
+
+
+@pytest.mark.asyncio
+async def test_streaming_and_non_streaming_report_the_same_usage(fake):
+    t = token()
+    system = [text_block("intro"), cached(f"{t} stable rules " + "r" * 300, ttl="1h")]
+    messages = [{"role": "user", "content": [text_block(f"{t} summarise this"), cached("document " + "d" * 500)]}]
+    fake.script([{"text": "A short summary."}] * 4, match=t)
+    one_hour = -(-(len("intro") + len(system[1]["text"])) // 4)
+    other_model = "claude-haiku-4-5"  # a cold cache of its own: same state as MODEL's first call
+
+    async def streamed(model: str):
+        async with client.messages.stream(model=model, max_tokens=50, system=system, messages=messages) as stream:
+            return await stream.get_final_message()
+
+    def input_side(usage) -> dict:
+        return usage.model_dump(include={"input_tokens", "cache_read_input_tokens",
+                                         "cache_creation_input_tokens", "cache_creation"})
+
+    async with client_for(fake) as client:
+        total = await prompt_total(client, system=system, messages=messages)
+        cold = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=messages)
+        cold_stream = await streamed(other_model)
+        warm = await client.messages.create(model=MODEL, max_tokens=50, system=system, messages=messages)
+        warm_stream = await streamed(MODEL)
+    for msg in (cold, cold_stream, warm, warm_stream):
+        assert msg.content[0].text == "A short summary."
+        assert_adds_up(msg.usage, total)
+    assert input_side(cold.usage) == input_side(cold_stream.usage) == {
+        "input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": total,
+        "cache_creation": {"ephemeral_5m_input_tokens": total - one_hour, "ephemeral_1h_input_tokens": one_hour},
+    }
+    assert input_side(warm.usage) == input_side(warm_stream.usage) == {
+        "input_tokens": 0,
+        "cache_read_input_tokens": total,
+        "cache_creation_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+    }
+    assert cold.usage.output_tokens == cold_stream.usage.output_tokens == 3
+
+
+@pytest.mark.asyncio
+async def test_cache_stats_clock_and_reset():
+    system = [cached("stats " + "x" * 198)]  # 51 tokens
+    with FakeAnthropicProcess(tps=0) as own:
+        async with client_for(own) as client:
+            for _ in range(3):
+                await client.messages.create(model=MODEL, max_tokens=5, system=system, messages=user("q"))
+        assert own.stats()["cache"] == {"entries": 1, "reads": 2, "writes": 1,
+                                        "read_tokens": 102, "written_tokens": 51}
+        assert advance_clock(own, 120)["offset"] == 120
+        clock = advance_clock(own, 181)
+        assert clock["offset"] == 301 and clock["now"] >= time.time() + 300
+        assert own.stats()["cache"]["entries"] == 0  # expired
+        assert _raw_post(own.url + "/_fake/clock", {"advance": "soon"})[0] == 400
+        own.reset()
+        assert own.stats()["cache"] == {"entries": 0, "reads": 0, "writes": 0, "read_tokens": 0, "written_tokens": 0}
+        assert advance_clock(own, 0)["offset"] == 0
