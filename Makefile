@@ -19,6 +19,7 @@ help:
 	@echo "make run      start Chatsite at http://127.0.0.1:8000/ (Ctrl+C stops everything)"
 	@echo "make test     run the test suite (ARGS=\"-k name\" passes options to pytest)"
 	@echo "make bench    run the streaming benchmark"
+	@echo "make bench-cost  what a 200-turn conversation costs: full history, trim+summary, Chatsite"
 	@echo "make venv     create/update .venv from requirements*.txt"
 	@echo "make browser  install Debian chromium for the browser tests (if missing)"
 	@echo "make clean    remove caches and run-time leftovers (keeps var/ database and secrets)"
@@ -31,6 +32,10 @@ test: venv browser
 
 bench: venv
 	$(PY) bench/streams.py $(ARGS)
+
+.PHONY: bench-cost
+bench-cost: venv
+	$(PY) bench/cost.py $(ARGS)
 
 venv: $(STAMP)
 
