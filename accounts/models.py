@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 
 
 class SpendLimit(models.Model):
@@ -17,7 +17,9 @@ class SpendLimit(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user"], condition=Q(user__isnull=True), name="one_default_spend_limit")]
+        # NULLs never collide in a unique index, so "one default row" is a unique index on a
+        # constant over the rows without a user.
+        constraints = [models.UniqueConstraint(Value(1), condition=Q(user__isnull=True), name="one_default_spend_limit")]
 
     def __str__(self) -> str:
         who = self.user.get_username() if self.user_id else "Default (everyone)"
@@ -30,3 +32,4 @@ class SpendLimit(models.Model):
 
 
 ZERO = Decimal(0)
+

@@ -26,7 +26,16 @@ def next_month_start(now: datetime | None = None) -> datetime:
 
 
 def limit_for(user_id: int) -> Decimal | None:
-    """The person's own limit if set, else the default row's; None means no limit."""
+    """The person's own limit if set, else the default row's; None means no limit.
+
+    Kept for a few seconds per process (like prices): a send then costs no extra query.
+    """
+    from . import modelcache
+
+    return modelcache.cached(("spend_limit", user_id), lambda: _load_limit(user_id))
+
+
+def _load_limit(user_id: int) -> Decimal | None:
     rows = {row.user_id: row.monthly_limit for row in SpendLimit.objects.filter(user_id=user_id) | SpendLimit.objects.filter(user__isnull=True)}
     if user_id in rows:
         return rows[user_id]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -77,18 +77,23 @@ def enqueue(conversation_id: int) -> None:
 # --- The task's work ---------------------------------------------------------------------
 
 
-def claim(conversation_id: int) -> bool:
+def claim(conversation_id: int) -> datetime | None:
+    """Claim a conversation's compaction; the claim's time, or None while another worker's
+    claim is fresh."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.CHATSITE_COMPACTION_CLAIM_SECONDS)
-    return bool(
+    claimed = (
         Conversation.objects.filter(pk=conversation_id)
         .filter(Q(compaction_claimed_at__isnull=True) | Q(compaction_claimed_at__lt=stale))
         .update(compaction_claimed_at=now)
     )
+    return now if claimed else None
 
 
-def release(conversation_id: int) -> None:
-    Conversation.objects.filter(pk=conversation_id).update(compaction_claimed_at=None)
+def release(conversation_id: int, claimed_at: datetime) -> None:
+    # Only our own claim: a worker slow enough for its claim to go stale must not clear the
+    # claim of the worker that took over.
+    Conversation.objects.filter(pk=conversation_id, compaction_claimed_at=claimed_at).update(compaction_claimed_at=None)
 
 
 @dataclass
@@ -121,8 +126,13 @@ def plan(conversation: Conversation) -> Plan | None:
     sizes = [prompting.estimate_tokens(m.content) + prompting.MESSAGE_OVERHEAD_TOKENS for m in thread]
     fixed = prompting.estimate_tokens(conversation.system_prompt) + prompting.estimate_tokens(previous.text if previous else "")
     estimate = fixed + sum(sizes)
-    # The last reply's usage is exact for this layout; scale the estimates to it.
-    exact = conversation.context_tokens if conversation.context_summary_id == (previous.pk if previous else None) else 0
+    # The last reply's usage is exact for this layout; scale the estimates to it. Not when
+    # that reply's request was trimmed to fit the window: its usage counts only the turns it
+    # kept, and trusting it would find nothing to fold, so every later send would trim again.
+    last_reply = next((m for m in reversed(thread) if m.role == Message.Role.ASSISTANT and m.status != Message.Status.STREAMING), None)
+    measured_all = last_reply is None or not last_reply.context_note
+    same_layout = conversation.context_summary_id == (previous.pk if previous else None)
+    exact = conversation.context_tokens if same_layout and measured_all else 0
     scale = exact / estimate if exact and estimate else 1.0
     high, low = thresholds(model)
     if max(exact, estimate * scale) < high:
@@ -171,7 +181,8 @@ def compact(conversation_id: int) -> Summary | None:
     """Run one compaction step for a conversation; safe to call twice or concurrently."""
     from .services import usage_record
 
-    if not claim(conversation_id):
+    claimed_at = claim(conversation_id)
+    if claimed_at is None:
         log.info("Compaction of conversation %s is already claimed", conversation_id)
         return None
     try:
@@ -198,4 +209,4 @@ def compact(conversation_id: int) -> Summary | None:
         except IntegrityError:
             return Summary.objects.filter(conversation=conversation, upto=p.upto).first()
     finally:
-        release(conversation_id)
+        release(conversation_id, claimed_at)

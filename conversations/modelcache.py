@@ -1,4 +1,5 @@
-"""Admin-edited rows read on every send (models and their prices, presets' cache settings),
+"""Admin-edited rows read on every send (models and their prices, presets' cache settings,
+spend limits),
 kept a few seconds per process so a send costs no extra queries; admin edits apply within
 CHATSITE_CATALOG_CACHE_SECONDS."""
 
@@ -14,7 +15,7 @@ from .models import LLMModel, SystemPrompt
 _cache: dict[tuple[str, Any], tuple[float, Any]] = {}
 
 
-def _get(key: tuple[str, Any], load):
+def cached(key: tuple[str, Any], load):
     now = time.monotonic()
     hit = _cache.get(key)
     if hit is not None and hit[0] > now:
@@ -29,18 +30,18 @@ def clear() -> None:
 
 
 def llm_model(model_id: str) -> LLMModel | None:
-    return _get(("model", model_id), lambda: LLMModel.objects.filter(model_id=model_id).first())
+    return cached(("model", model_id), lambda: LLMModel.objects.filter(model_id=model_id).first())
 
 
 def utility_model() -> LLMModel | None:
-    return _get(("utility", None), lambda: LLMModel.objects.filter(is_utility=True).first())
+    return cached(("utility", None), lambda: LLMModel.objects.filter(is_utility=True).first())
 
 
 def default_model() -> LLMModel | None:
-    return _get(("default", None), lambda: LLMModel.objects.filter(enabled=True).order_by("-is_default", "sort_order").first())
+    return cached(("default", None), lambda: LLMModel.objects.filter(enabled=True).order_by("-is_default", "sort_order").first())
 
 
 def preset(preset_id: int | None) -> SystemPrompt | None:
     if not preset_id:
         return None
-    return _get(("preset", preset_id), lambda: SystemPrompt.objects.filter(pk=preset_id).first())
+    return cached(("preset", preset_id), lambda: SystemPrompt.objects.filter(pk=preset_id).first())

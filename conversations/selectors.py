@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, QuerySet
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.http import Http404
 
-from .models import Conversation, LLMModel, Message, SystemPrompt
+from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
 
 
 def conversation_list_for_user(*, user: AbstractBaseUser, limit: int = 200) -> QuerySet[Conversation]:
@@ -47,6 +50,63 @@ def conversation_thread(*, conversation: Conversation, messages: list[Message] |
         node = by_id.get(node.parent_id) if node.parent_id else None
     thread.reverse()
     return thread
+
+
+def conversation_summaries_on_thread(*, conversation: Conversation, thread: list[Message]) -> list[Summary]:
+    """The summaries whose cut is on the visible thread, oldest first (one query).
+
+    A conversation has few summaries (one per compaction step), so they are filtered here
+    rather than with an `IN` over every message of a long thread.
+    """
+    on_thread = {m.pk for m in thread}
+    if not on_thread:
+        return []
+    return [s for s in Summary.objects.filter(conversation=conversation).order_by("created_at", "id") if s.upto_id in on_thread]
+
+
+@dataclass(frozen=True)
+class ConversationUsage:
+    """What a conversation cost so far (every billed call: replies, summaries, titles)."""
+
+    cost: Decimal
+    reply_cost: Decimal
+    summary_cost: Decimal
+    title_cost: Decimal
+    # Prompt tokens of the replies (input + cache writes + cache reads) and the cached share.
+    prompt_tokens: int
+    cache_read_tokens: int
+
+
+def _money(value: Decimal | None) -> Decimal:
+    # SQLite sums decimals as floats-with-many-digits; keep the ledger's precision everywhere.
+    return (value or Decimal(0)).quantize(_MONEY_PLACES)
+
+
+_MONEY_PLACES = Decimal("1E-8")
+
+
+def conversation_usage_totals(*, conversation: Conversation) -> ConversationUsage:
+    """Totals from the usage ledger in one aggregate query."""
+    reply = Q(kind=UsageRecord.Kind.REPLY)
+    row = UsageRecord.objects.filter(conversation=conversation).aggregate(
+        total=Sum("cost"),
+        replies=Sum("cost", filter=reply),
+        summaries=Sum("cost", filter=Q(kind=UsageRecord.Kind.SUMMARY)),
+        titles=Sum("cost", filter=Q(kind=UsageRecord.Kind.TITLE)),
+        uncached_in=Sum("input_tokens", filter=reply),
+        written_5m=Sum("cache_write_5m_tokens", filter=reply),
+        written_1h=Sum("cache_write_1h_tokens", filter=reply),
+        read=Sum("cache_read_tokens", filter=reply),
+    )
+    read = row["read"] or 0
+    return ConversationUsage(
+        cost=_money(row["total"]),
+        reply_cost=_money(row["replies"]),
+        summary_cost=_money(row["summaries"]),
+        title_cost=_money(row["titles"]),
+        prompt_tokens=(row["uncached_in"] or 0) + (row["written_5m"] or 0) + (row["written_1h"] or 0) + read,
+        cache_read_tokens=read,
+    )
 
 
 def message_streaming_in_conversation(*, conversation_id: int) -> Message | None:

@@ -3,14 +3,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import formatting, selectors, services
 from .errors import ChatError
-from .models import Message
+from .models import Message, Summary
 from .rendering import render_markdown
 
 PENDING_KEY = "pending_first_message"
@@ -53,26 +54,98 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
     thread = selectors.conversation_thread(conversation=conversation)
+    markers: dict[int, list[Summary]] = {}
+    for summary in selectors.conversation_summaries_on_thread(conversation=conversation, thread=thread):
+        summary.html = mark_safe(render_markdown(summary.text))
+        markers.setdefault(summary.upto_id, []).append(summary)
     for message in thread:
         if message.role == Message.Role.ASSISTANT and message.status != Message.Status.STREAMING:
             message.html = mark_safe(render_markdown(message.content))
+            message.usage = formatting.reply_usage(message)
+        message.summaries_after = markers.get(message.pk, [])
     streaming = next((m for m in thread if m.status == Message.Status.STREAMING), None)
     pending = request.session.get(PENDING_KEY, {})
     first_message = pending.pop(str(conversation.pk), "")
     if first_message:
         request.session[PENDING_KEY] = pending
+    totals = selectors.conversation_usage_totals(conversation=conversation)
     context = _sidebar(request, conversation.pk) | {
         "conversation": conversation,
         "thread": thread,
+        "totals": _totals_display(totals),
         "chat_state": {
             "conversationId": conversation.pk,
             "wsPath": f"/ws/conversations/{conversation.pk}/",
+            "summariesUrl": reverse("conversation_summaries", args=[conversation.pk]),
             "streaming": {"generationId": str(streaming.generation_id), "messageId": streaming.pk, "text": streaming.content} if streaming else None,
             "pendingMessage": first_message,
             "maxInputChars": settings.CHATSITE_MAX_INPUT_CHARS,
+            "totals": _totals_state(totals),
         },
     }
     return render(request, "conversations/detail.html", context)
+
+
+@login_required
+@require_GET
+def conversation_summaries(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    """The summaries on the visible thread (sanitised HTML) and the conversation's totals:
+    what the page fetches when a summary or a title is made while it is open."""
+    conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+    thread = selectors.conversation_thread(conversation=conversation)
+    summaries = selectors.conversation_summaries_on_thread(conversation=conversation, thread=thread)
+    return JsonResponse({
+        "conversation_id": conversation.pk,
+        "summaries": [_summary_dict(s) for s in summaries],
+        "totals": _totals_state(selectors.conversation_usage_totals(conversation=conversation)),
+    })
+
+
+def _summary_dict(summary: Summary) -> dict:
+    return {
+        "id": summary.pk,
+        "upto_id": summary.upto_id,
+        "html": render_markdown(summary.text),
+        "covered_messages": summary.covered_messages,
+        "model": summary.model,
+        "created_at": summary.created_at.isoformat(),
+    }
+
+
+def _totals_state(totals: selectors.ConversationUsage) -> dict:
+    """For chat.js, which adds the cost of replies that finish while the page is open.
+    Amounts are decimal strings (no float rounding)."""
+    return {
+        "cost": str(totals.cost),
+        "replyCost": str(totals.reply_cost),
+        "summaryCost": str(totals.summary_cost),
+        "titleCost": str(totals.title_cost),
+        "promptTokens": totals.prompt_tokens,
+        "cacheReadTokens": totals.cache_read_tokens,
+    }
+
+
+def _totals_display(totals: selectors.ConversationUsage) -> dict:
+    return {
+        "cost": formatting.usd(totals.cost),
+        "cost_title": totals_cost_title(totals),
+        "hit_rate": formatting.hit_rate(cache_read=totals.cache_read_tokens, prompt=totals.prompt_tokens),
+        "hit_rate_title": hit_rate_title(totals),
+    }
+
+
+def totals_cost_title(totals: selectors.ConversationUsage) -> str:
+    return (
+        f"Everything this conversation cost, at the prices of the time: replies {formatting.usd(totals.reply_cost)}, "
+        f"summaries {formatting.usd(totals.summary_cost)}, titles {formatting.usd(totals.title_cost)}"
+    )
+
+
+def hit_rate_title(totals: selectors.ConversationUsage) -> str:
+    return (
+        f"Share of the replies' prompt tokens read from the prompt cache: {formatting.tokens(totals.cache_read_tokens)} "
+        f"of {formatting.tokens(totals.prompt_tokens)}"
+    )
 
 
 @login_required

@@ -59,13 +59,35 @@ def run_pytest(args: list[str], env: dict[str, str]) -> int:
             continue
 
 
+def forget_queue(redis_url: str, queue: str) -> None:
+    """Delete the run's Celery queue from Redis: tasks nobody consumed (titles and compactions
+    enqueued by tests without a worker), the test worker's unacknowledged-message keys
+    (`<queue>.unacked…`, see tests/celery_worker_app.py) and the queue's bindings."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        keys = [queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9)), f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in queue)
+        keys += client.scan_iter(match=f"{escaped}.*", count=1000)
+        client.delete(*keys)
+    except (redis.RedisError, OSError) as exc:
+        say(f"could not delete queue {queue} from Redis: {exc}")
+    finally:
+        client.close()
+
+
 def main(args: list[str]) -> int:
     load_dotenv()
     url, embedded, redis_description = ensure_redis(os.environ.get("REDIS_URL") or TEST_REDIS_URL)
     try:
         say(f"database: {describe_database(os.environ.get('DATABASE_URL'))} (tests get their own test database)")
         say(f"redis:    {redis_description}")
-        return run_pytest(args, test_env(url))
+        env = test_env(url)
+        try:
+            return run_pytest(args, env)
+        finally:
+            forget_queue(url, env["CHATSITE_CELERY_QUEUE"])
     finally:
         if embedded is not None:
             embedded.stop()

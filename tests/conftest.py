@@ -46,6 +46,60 @@ def fake_anthropic():
     fake.stop()
 
 
+@pytest.fixture(scope="module")
+def celery_worker(request, fake_anthropic, django_db_setup, django_db_blocker):
+    """A real Celery worker (subprocess) on the run's queue, the test database and the fake.
+
+    One per test module. Settings a module lists in `CELERY_WORKER_SETTINGS` (env names and
+    string values) go to the worker's environment; the module must give the test process the
+    same values. Tests using it must be `django_db(transaction=True)`: the worker only sees
+    committed rows.
+    """
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.celeryworker import CeleryWorker, database_url
+
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.fail("The Celery worker tests need REDIS_URL: run them through scripts/runtests.py (make test).")
+    env = {
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "ANTHROPIC_BASE_URL": fake_anthropic.url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_MAX_RETRIES": "2",
+        "ANTHROPIC_TIMEOUT": "20",
+        # A killed worker's task comes back after this, and its claim is stale by then.
+        "CHATSITE_CELERY_VISIBILITY_TIMEOUT": "4",
+        "CHATSITE_COMPACTION_CLAIM_SECONDS": "2",
+        **getattr(request.module, "CELERY_WORKER_SETTINGS", {}),
+    }
+    worker = CeleryWorker(redis_url=settings.CELERY_BROKER_URL, queue=settings.CELERY_TASK_DEFAULT_QUEUE, env=env)
+    try:
+        # Titles and compactions other tests enqueued are for rows that no longer exist.
+        worker.purge()
+        worker.start()
+        yield worker
+    finally:
+        worker.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test that used the worker shows what the worker logged meanwhile."""
+    report = yield
+    worker = getattr(item, "funcargs", {}).get("celery_worker")
+    if worker is not None:
+        if call.when == "setup":
+            item.stash[_WORKER_LOG_OFFSET] = worker.log_size()
+        elif report.failed:
+            text = worker.log_text(since=item.stash.get(_WORKER_LOG_OFFSET, 0))
+            report.sections.append(("Celery worker log", text[-20_000:] or "(nothing)"))
+    return report
+
+
+_WORKER_LOG_OFFSET = pytest.StashKey[int]()
+
+
 @pytest.fixture
 def llm(fake_anthropic, settings):
     """Point the app's Anthropic client at the fake, with fast test timings."""

@@ -451,3 +451,133 @@ def test_server_crash_mid_reply_page_reconnects_and_keeps_the_text(browser: Brow
     finally:
         context.close()
         stack.stop()
+
+
+# ------------------------------------------------------------- costs, titles, memory, budget
+
+USAGE_LINE = re.compile(r"^[\d,]+ in · [\d,]+ out( · cache read [\d,]+)?( · (cache )?wrote [\d,]+)? · \$\d[\d,]*\.\d+$")
+
+
+def conversation_id(page: Page) -> int:
+    return int(re.search(r"/chat/(\d+)/$", page.url).group(1))
+
+
+def test_reply_cost_and_cache_use_show_live_and_match_after_reload(page: Page, fake_anthropic):
+    token = unique("cost")
+    # A first message long enough to be cached, so the second reply reads the cache.
+    long_message = f"Background for {token}: " + " ".join(f"fact{i:04d} is worth keeping in mind." for i in range(400))
+    fake_anthropic.script({"text": "Noted, thank you.", "tps": 200}, match=token)
+    sign_up(page)
+    total = page.locator("#conv-cost")
+    start_chat(page, long_message)
+    wait_for_reply_end(page)
+    usage = page.locator("#thread .msg-assistant .msg-usage")
+    expect(usage).to_have_count(1)  # rendered from the end frame, without a reload
+    expect(usage).to_have_text(USAGE_LINE)
+    first_line = norm(usage.inner_text())
+    expect(total).not_to_have_text("$0.00")
+    expect(total).to_have_text(usage.locator(".msg-usage-cost").inner_text())  # the only cost so far
+
+    fake_anthropic.script({"text": "Second answer.", "tps": 200}, match=token + "-two")
+    box = page.locator("#composer-input")
+    box.fill(f"And now? {token}-two")
+    box.press("Enter")
+    expect(page.locator("#thread .msg-assistant")).to_have_count(2)
+    wait_for_reply_end(page)
+    second = page.locator("#thread .msg-assistant .msg-usage").nth(1)
+    expect(second).to_have_text(USAGE_LINE)
+    expect(second).to_have_class(re.compile(r"\bcache-read\b"))  # marked: this reply read the cache
+    expect(second.locator(".msg-usage-read")).to_be_visible()
+    assert "Cache read:" in second.get_attribute("title") and "at the prices of the time" in second.get_attribute("title")
+    live = {"lines": [first_line, norm(second.inner_text())], "total": total.inner_text(), "rate": page.locator("#conv-cache-rate").inner_text()}
+    assert re.fullmatch(r"[1-9]\d?%|100%", live["rate"]), live
+
+    # The server's figures on reload are what the page computed live.
+    page.reload()
+    lines = [norm(t) for t in page.locator("#thread .msg-assistant .msg-usage").all_inner_texts()]
+    assert lines == live["lines"]
+    expect(page.locator("#conv-cost")).to_have_text(live["total"])
+    expect(page.locator("#conv-cache-rate")).to_have_text(live["rate"])
+
+
+def test_title_and_summary_made_in_the_background_appear_without_reload(page: Page, fake_anthropic, live_stack: LiveStack):
+    token = unique("bg")
+    title = f"Tomato notes {token[-6:]}"
+    fake_anthropic.script({"text": "First answer.", "tps": 200}, match=token + "-one")
+    fake_anthropic.script({"text": f'"{title}"'}, match=token + "-one")  # the title task's call
+    fake_anthropic.script({"text": "Second answer.", "tps": 200}, match=token + "-two")
+    sign_up(page)
+    start_chat(page, f"How do I grow tomatoes? {token}-one")
+    wait_for_reply_end(page)
+    cid = conversation_id(page)
+    item = page.locator(f'#conv-list [data-conversation-id="{cid}"] .conv-title')
+    cost_before = page.locator("#conv-cost").inner_text()
+
+    # The title task runs as a Celery worker would run it; its event reaches the page through
+    # the channel layer.
+    live_stack.manage("shell", "-c", f"from conversations.tasks import title_conversation; title_conversation.apply(args=[{cid}])")
+    expect(page.locator("#conversation-title")).to_have_text(title)
+    expect(item).to_have_text(title)
+    expect(page).to_have_title(f"{title} · Chatsite")
+    expect(page.locator("#conv-cost")).not_to_have_text(cost_before)  # the title's call is counted
+
+    box = page.locator("#composer-input")
+    box.fill(f"And in pots? {token}-two")
+    box.press("Enter")
+    wait_for_reply_end(page)
+    expect(page.locator("#thread .msg-assistant")).to_have_count(2)
+
+    # A summary up to the first reply, announced as the compaction task announces it.
+    live_stack.manage("shell", "-c", (
+        "from asgiref.sync import async_to_sync\n"
+        "from channels.layers import get_channel_layer\n"
+        "from conversations import groups\n"
+        "from conversations.models import Conversation, Message, Summary\n"
+        f"c = Conversation.objects.get(pk={cid})\n"
+        "upto = Message.objects.filter(conversation=c, role='assistant').order_by('id').first()\n"
+        "Summary.objects.create(conversation=c, upto=upto, model='m', covered_messages=2,\n"
+        "    text='The person **grows tomatoes**. <script>window.__xss = 1</script><img src=x onerror=\"window.__xss=2\">')\n"
+        "async_to_sync(get_channel_layer().group_send)(groups.user_group(c.owner_id),\n"
+        "    {'type': 'chat.conversation_update', 'conversation_id': c.pk, 'summarised_upto': upto.pk})\n"
+    ))
+
+    def assert_marker() -> None:
+        marker = page.locator("#thread .memory-marker")
+        expect(marker).to_have_count(1)
+        expect(marker).to_contain_text("Claude's memory of the messages above was summarised here")
+        placed = page.evaluate("""() => {
+          const m = document.querySelector('#thread .memory-marker');
+          return [m.previousElementSibling.dataset.role, m.nextElementSibling.dataset.role,
+                  [...document.querySelectorAll('#thread .msg-assistant')].indexOf(m.previousElementSibling)];
+        }""")
+        assert placed == ["assistant", "user", 0], placed
+        text = marker.locator(".memory-summary .markdown")
+        expect(text).to_be_hidden()
+        marker.locator("summary").click()
+        expect(text.locator("strong")).to_have_text("grows tomatoes")
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("#thread script, #thread img").count() == 0
+
+    assert_marker()
+    page.reload()
+    assert_marker()
+    expect(page.locator("#conversation-title")).to_have_text(title)
+
+
+def test_send_over_the_monthly_budget_keeps_the_text_and_links_to_usage(page: Page, live_stack: LiveStack):
+    username = sign_up(page)
+    live_stack.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        "from accounts.models import SpendLimit\n"
+        f"SpendLimit.objects.create(user=get_user_model().objects.get(username='{username}'), monthly_limit=0)\n"
+    ))
+    message = f"Anything at all {unique('budget')}"
+    start_chat(page, message)
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("monthly budget")
+    expect(notice).to_contain_text("resets on")
+    expect(notice.get_by_role("link", name="See your usage")).to_have_attribute("href", "/usage/")
+    box = page.locator("#composer-input")
+    expect(box).to_have_value(message)
+    expect(box).to_be_enabled()
+    expect(page.locator("#thread .msg")).to_have_count(0)

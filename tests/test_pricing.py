@@ -112,3 +112,11 @@ def test_last_months_spend_does_not_count(alice):
     status = budgets.status_for(alice.pk, now=now)
     assert status.spent == Decimal("0.25") and not status.exhausted
     assert status.resets_at == datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+def test_there_is_only_one_default_spend_limit(db):
+    from django.db import IntegrityError, transaction
+
+    SpendLimit.objects.create(user=None, monthly_limit=Decimal("1"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SpendLimit.objects.create(user=None, monthly_limit=Decimal("2"))

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('user', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='spend_limit', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('user__isnull', True)), fields=('user',), name='one_default_spend_limit')],
+                'constraints': [models.UniqueConstraint(models.Value(1), condition=models.Q(('user__isnull', True)), name='one_default_spend_limit')],
             },
         ),
     ]

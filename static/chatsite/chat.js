@@ -11,6 +11,8 @@ const stopButton = document.getElementById("stop-button");
 const connStatus = document.getElementById("conn-status");
 const notice = document.getElementById("notice");
 const sidebar = document.getElementById("conv-list");
+const convCost = document.getElementById("conv-cost");
+const convCacheRate = document.getElementById("conv-cache-rate");
 
 const gens = new Map(); // generation id -> {el, body, node, have}
 let socket = null;
@@ -18,11 +20,68 @@ let attempts = 0;
 let everConnected = false;
 let pendingClientId = null;
 let reconnectTimer = null;
+const knownTitles = new Map(); // conversation id -> title from a conversation.updated frame
+let totals = null; // this conversation's usage; see setTotals
+const counted = new Map(); // message id -> the usage of that reply already in `totals`
+let endsSeen = 0; // replies ended here: a totals fetch that overlaps one is stale
 
 // --- text offsets count Unicode code points, like the server ------------------------------
 const SURROGATE = /[\uD800-\uDFFF]/;
 const cpLen = (s) => { if (!SURROGATE.test(s)) return s.length; let n = 0; for (const _ of s) n++; return n; };
 const cpSlice = (s, k) => (SURROGATE.test(s) ? Array.from(s).slice(k).join("") : s.slice(k));
+
+// --- money: decimal strings from the server ("0.00421500", "8E-8"), added and rounded exactly --
+// Same rules as conversations/formatting.py, so a reload never changes a figure.
+function dec(value) {
+  const m = /^(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(String(value ?? "0").trim());
+  if (!m || !(m[1] || m[2])) return { units: 0n, scale: 0 };
+  const frac = m[2] || "";
+  let digits = (m[1] || "0") + frac;
+  let scale = frac.length - Number(m[3] || 0);
+  if (scale < 0) { digits += "0".repeat(-scale); scale = 0; }
+  return { units: BigInt(digits), scale };
+}
+const pow10 = (n) => 10n ** BigInt(n);
+const atScale = (d, scale) => d.units * pow10(scale - d.scale);
+function decAdd(a, b, sign = 1n) {
+  const scale = Math.max(a.scale, b.scale);
+  const units = atScale(a, scale) + sign * atScale(b, scale);
+  return { units: units < 0n ? 0n : units, scale };
+}
+function decRound(d, places) {
+  if (d.scale <= places) return { units: atScale(d, places), scale: places };
+  const div = pow10(d.scale - places);
+  let q = d.units / div;
+  if (2n * (d.units % div) >= div) q += 1n;
+  return { units: q, scale: places };
+}
+function decFixed(d) {
+  const s = d.units.toString().padStart(d.scale + 1, "0");
+  const int = BigInt(s.slice(0, s.length - d.scale)).toLocaleString("en-US");
+  return d.scale ? `${int}.${s.slice(s.length - d.scale)}` : int;
+}
+function formatUsd(value) {
+  const d = typeof value === "object" ? value : dec(value);
+  if (d.units <= 0n) return "$0.00";
+  let places;
+  if (d.units >= pow10(d.scale)) places = 2;
+  else if (d.units * 10000n >= pow10(d.scale)) places = 4;
+  else places = 1 - (d.units.toString().length - 1 - d.scale); // two significant digits
+  return `$${decFixed(decRound(d, places))}`;
+}
+function exactUsd(value) {
+  const d = dec(value);
+  if (d.units === 0n) return "0";
+  let s = decFixed(d).replace(/,/g, "");
+  if (s.includes(".")) s = s.replace(/0+$/, "").replace(/\.$/, "");
+  return s;
+}
+const fmtTokens = (n) => Number(n || 0).toLocaleString("en-US");
+function hitRate(read, prompt) {
+  if (prompt <= 0) return "—";
+  const percent = Math.floor((200 * read + prompt) / (2 * prompt));
+  return percent === 0 && read > 0 ? "<1%" : `${percent}%`;
+}
 
 // --- rendering ---------------------------------------------------------------------------
 function el(tag, cls, text) {
@@ -73,6 +132,7 @@ function messageElement(m) {
   article.append(body, el("div", "msg-footer"));
   if (m.role === "user") body.textContent = m.text;
   else if (m.status !== "streaming") finishElement(article, m);
+  else addContextNote(article.querySelector(".msg-footer"), m);
   return article;
 }
 
@@ -84,6 +144,7 @@ function finishElement(article, m) {
   addCopyButtons(body);
   const footer = article.querySelector(".msg-footer");
   footer.replaceChildren();
+  addContextNote(footer, m);
   if (m.error) {
     const err = el("div", "msg-error", m.error);
     err.setAttribute("role", "alert");
@@ -92,16 +153,42 @@ function finishElement(article, m) {
     footer.append(el("div", "msg-note", "Stopped."));
   }
   if (m.role === "assistant") {
-    const u = m.usage || {};
-    let text = `${u.input_tokens || 0} in · ${u.output_tokens || 0} out`;
-    if (u.cache_creation_input_tokens || u.cache_read_input_tokens) text += ` · cache ${u.cache_creation_input_tokens || 0}w/${u.cache_read_input_tokens || 0}r`;
-    const usage = el("span", "msg-usage", text);
-    usage.title = "input / output / cache write / cache read tokens";
-    footer.append(usage);
+    footer.append(usageLine(m.usage || {}));
     const resumable = ["stopped", "error", "interrupted"].includes(m.status) || m.error_code === "max_tokens";
     if (resumable && article.querySelector(".msg-body").textContent.trim()) footer.append(actionButton("continue", "Continue"));
     footer.append(actionButton("regenerate", "Retry"));
   }
+}
+
+// The discreet line under a reply; the same text as templates/conversations/_message.html.
+function usageLine(u) {
+  const read = u.cache_read_input_tokens || 0;
+  const wrote = u.cache_creation_input_tokens || 0;
+  const line = el("span", "msg-usage", `${fmtTokens(u.input_tokens)} in · ${fmtTokens(u.output_tokens)} out`);
+  if (read) {
+    line.classList.add("cache-read");
+    line.append(" · ", el("span", "msg-usage-read", `cache read ${fmtTokens(read)}`));
+  }
+  if (wrote) {
+    line.classList.add("cache-write");
+    line.append(" · ", el("span", "msg-usage-write", `${read ? "" : "cache "}wrote ${fmtTokens(wrote)}`));
+  }
+  line.append(" · ", el("span", "msg-usage-cost", formatUsd(u.cost)));
+  line.title = `Input: ${fmtTokens(u.input_tokens)} tokens (not cached) · Output: ${fmtTokens(u.output_tokens)} tokens · `
+    + `Cache write: ${fmtTokens(wrote)} tokens · Cache read: ${fmtTokens(read)} tokens · `
+    + `Cost: $${exactUsd(u.cost)} at the prices of the time of this reply`;
+  line.dataset.cost = u.cost || "0";
+  line.dataset.promptTokens = (u.input_tokens || 0) + wrote + read;
+  line.dataset.cacheReadTokens = read;
+  return line;
+}
+
+function addContextNote(footer, m) {
+  // Claude did not see the whole thread for this reply (the oldest messages were trimmed).
+  if (m.role !== "assistant" || !m.context_note) return;
+  const note = el("div", "msg-context-note", m.context_note);
+  note.setAttribute("role", "note");
+  footer.append(note);
 }
 
 function actionButton(action, label) {
@@ -157,14 +244,16 @@ function onEnd(f) {
     finishElement(article, f.message);
     if (stick) scrollDown(true);
   }
+  countReply(f.message.id, f.message.usage);
   setSidebarGenerating(state.conversationId, false, f.conversation_title);
   updateBusy();
 }
 
 function onCreated(f) {
+  if (f.conversation_title) knownTitles.set(f.conversation_id, f.conversation_title); // read when it was sent: fresh
   setSidebarGenerating(f.conversation_id, true, f.conversation_title);
   if (f.conversation_id !== state.conversationId) return;
-  if (f.conversation_title) document.getElementById("conversation-title").textContent = f.conversation_title;
+  if (f.conversation_title) setTitle(f.conversation_title);
   // The thread is the parent chain: drop anything after the new message's parent (a retried reply).
   const parentId = f.user_message ? f.user_message.parent_id : f.reply.parent_id;
   truncateAfter(parentId);
@@ -178,6 +267,7 @@ function onCreated(f) {
     article.dataset.generationId = f.reply.generation_id;
     article.querySelector(".msg-body").className = "msg-body streaming-text";
     article.querySelector(".msg-footer").replaceChildren();
+    addContextNote(article.querySelector(".msg-footer"), f.reply);
   } else {
     article = messageElement(f.reply);
     thread.append(article);
@@ -194,8 +284,10 @@ function onCreated(f) {
 
 function truncateAfter(parentId) {
   if (!parentId) return;
-  const parent = thread.querySelector(`[data-message-id="${parentId}"]`);
+  let parent = thread.querySelector(`[data-message-id="${parentId}"]`);
   if (!parent) return;
+  // A summary marker right after the parent still belongs to the thread.
+  while (parent.nextElementSibling?.classList.contains("memory-marker")) parent = parent.nextElementSibling;
   while (parent.nextElementSibling) parent.nextElementSibling.remove();
 }
 
@@ -223,6 +315,7 @@ function sidebarItem(conversationId, title) {
 
 function setSidebarGenerating(conversationId, on, title) {
   if (!sidebar) return;
+  title = knownTitles.get(conversationId) || title; // an end frame carries the title of when it was sent
   const item = sidebarItem(conversationId, title);
   item.classList.toggle("generating", on);
   if (title) item.querySelector(".conv-title").textContent = title;
@@ -234,7 +327,7 @@ function announce(f) {
   showNotice(`${word} in “${f.conversation_title || "another conversation"}”.`, `/chat/${f.conversation_id}/`);
 }
 
-function showNotice(text, href) {
+function showNotice(text, href, link) {
   notice.replaceChildren();
   if (href) {
     const a = el("a", "", text);
@@ -243,11 +336,121 @@ function showNotice(text, href) {
   } else {
     notice.textContent = text;
   }
+  if (link) {
+    // e.g. "See your usage" after the refusal's own explanation
+    const a = el("a", "notice-link", link.text);
+    a.href = link.href;
+    notice.append(" ", a);
+  }
+  notice.classList.toggle("notice-error", Boolean(link && link.error));
   notice.hidden = false;
 }
 function clearNotice() {
   notice.hidden = true;
   notice.replaceChildren();
+}
+
+// --- titles, summaries and the conversation's totals ---------------------------------------
+function setTitle(title) {
+  document.getElementById("conversation-title").textContent = title;
+  document.title = `${title} · Chatsite`;
+}
+
+function onUpdated(f) {
+  // A background task named or summarised a conversation (any of the person's conversations).
+  if (f.title) {
+    knownTitles.set(f.conversation_id, f.title);
+    const item = sidebar?.querySelector(`[data-conversation-id="${f.conversation_id}"]`);
+    if (item) item.querySelector(".conv-title").textContent = f.title;
+  }
+  if (f.conversation_id !== state.conversationId) return;
+  if (f.title) setTitle(f.title);
+  refreshFromServer(); // the new summary's text, and the totals with the title's or summary's cost
+}
+
+function setTotals(t) {
+  if (!t) return;
+  totals = {
+    cost: dec(t.cost), replyCost: dec(t.replyCost), summaryCost: dec(t.summaryCost), titleCost: dec(t.titleCost),
+    promptTokens: t.promptTokens || 0, cacheReadTokens: t.cacheReadTokens || 0,
+  };
+  counted.clear();
+  for (const line of thread.querySelectorAll(".msg-usage[data-cost]")) {
+    const id = Number(line.closest(".msg")?.dataset.messageId);
+    if (id) counted.set(id, usageOfLine(line));
+  }
+  renderTotals();
+}
+
+function usageOfLine(line) {
+  return { cost: dec(line.dataset.cost), prompt: Number(line.dataset.promptTokens) || 0, read: Number(line.dataset.cacheReadTokens) || 0 };
+}
+
+function countReply(messageId, usage) {
+  // A finished reply's usage is its running total (a continued reply adds up its generations):
+  // add what is new since this page last counted it.
+  endsSeen += 1;
+  if (!totals || !usage || usage.cost === undefined) return;
+  const now = { cost: dec(usage.cost), prompt: (usage.input_tokens || 0) + (usage.cache_creation_input_tokens || 0) + (usage.cache_read_input_tokens || 0), read: usage.cache_read_input_tokens || 0 };
+  const before = counted.get(messageId) || { cost: dec("0"), prompt: 0, read: 0 };
+  const delta = decAdd(now.cost, before.cost, -1n);
+  totals.cost = decAdd(totals.cost, delta);
+  totals.replyCost = decAdd(totals.replyCost, delta);
+  totals.promptTokens += Math.max(0, now.prompt - before.prompt);
+  totals.cacheReadTokens += Math.max(0, now.read - before.read);
+  counted.set(messageId, now);
+  renderTotals();
+}
+
+function renderTotals() {
+  if (!totals || !convCost) return;
+  convCost.textContent = formatUsd(totals.cost);
+  convCost.title = `Everything this conversation cost, at the prices of the time: replies ${formatUsd(totals.replyCost)}, `
+    + `summaries ${formatUsd(totals.summaryCost)}, titles ${formatUsd(totals.titleCost)}`;
+  convCacheRate.textContent = hitRate(totals.cacheReadTokens, totals.promptTokens);
+  convCacheRate.title = `Share of the replies' prompt tokens read from the prompt cache: ${fmtTokens(totals.cacheReadTokens)} of ${fmtTokens(totals.promptTokens)}`;
+}
+
+let refreshing = null;
+async function refreshFromServer() {
+  if (refreshing) { refreshing.again = true; return; }
+  refreshing = { again: false };
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const ends = endsSeen;
+      const response = await fetch(state.summariesUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const data = await response.json();
+      for (const s of data.summaries) insertSummaryMarker(s);
+      // A reply that ended meanwhile may or may not be in these totals: ask again.
+      if (ends === endsSeen && !refreshing.again) { setTotals(data.totals); return; }
+      refreshing.again = false;
+    }
+  } catch {
+    // The totals stay as they are; a reload shows the server's figures.
+  } finally {
+    refreshing = null;
+  }
+}
+
+function insertSummaryMarker(s) {
+  if (thread.querySelector(`.memory-marker[data-summary-id="${s.id}"]`)) return;
+  const upto = thread.querySelector(`.msg[data-message-id="${s.upto_id}"]`);
+  if (!upto) return; // not on the thread this page shows
+  let after = upto;
+  while (after.nextElementSibling?.classList.contains("memory-marker")) after = after.nextElementSibling;
+  const marker = el("div", "memory-marker");
+  marker.setAttribute("role", "note");
+  marker.dataset.summaryId = s.id;
+  marker.dataset.uptoId = s.upto_id;
+  const line = el("div", "memory-marker-line");
+  line.append(el("span", "", "Claude's memory of the messages above was summarised here"));
+  const details = el("details", "memory-summary");
+  const body = el("div", "markdown");
+  body.innerHTML = s.html || ""; // sanitised server-side (conversations/rendering.py)
+  details.append(el("summary", "", "Read the summary Claude works from"), body);
+  marker.append(line, details);
+  after.after(marker);
 }
 
 // --- the socket --------------------------------------------------------------------------
@@ -286,6 +489,7 @@ function connect() {
       case "generation.end": onEnd(f); break;
       case "message.created": onCreated(f); break;
       case "error": onError(f); break;
+      case "conversation.updated": onUpdated(f); break;
       default: break;
     }
   });
@@ -318,6 +522,7 @@ async function resync(hello) {
   gens.clear();
   thread.replaceChildren(...fresh.childNodes);
   addCopyButtons(thread);
+  setTotals(freshState.totals);
   if (freshState.streaming) {
     const article = thread.querySelector(`[data-message-id="${freshState.streaming.messageId}"]`);
     if (article) {
@@ -334,6 +539,11 @@ function onError(f) {
     pendingClientId = null;
     input.disabled = false;
     input.focus();
+  }
+  if (f.code === "over_budget") {
+    // The message says what was used and when it resets; the text stays in the box.
+    showNotice(f.message, null, { text: "See your usage", href: "/usage/", error: true });
+    return;
   }
   showNotice(f.message);
 }
@@ -372,6 +582,7 @@ thread.addEventListener("click", (e) => {
 
 // --- start -------------------------------------------------------------------------------
 addCopyButtons(thread);
+setTotals(state.totals);
 if (state.streaming) {
   const article = thread.querySelector(`[data-message-id="${state.streaming.messageId}"]`);
   if (article) track(state.streaming.generationId, article, state.streaming.text);

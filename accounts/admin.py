@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import F
+from django.http import HttpRequest
+
+from conversations import budgets, usage
+from conversations.templatetags.usage_format import format_usd
+
+from .models import SpendLimit
+
+_LIMIT_NOTE = "USD per calendar month (UTC). The row without a person is the default for everyone who has no row of their own; a blank limit means no limit."
+
+
+class SpendLimitForm(forms.ModelForm):
+    class Meta:
+        model = SpendLimit
+        fields = ("user", "monthly_limit")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # The database cannot refuse a second default row (its unique index ignores NULL
+        # users, NULLs being distinct in SQL), so the form does.
+        if cleaned.get("user") is None and SpendLimit.objects.filter(user__isnull=True).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("There is already a default row (without a person); edit that one instead.")
+        return cleaned
+
+
+@admin.register(SpendLimit)
+class SpendLimitAdmin(admin.ModelAdmin):
+    form = SpendLimitForm
+    list_display = ("who", "limit", "spent", "updated_at")
+    list_display_links = ("who",)
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
+    fields = ("user", "monthly_limit")
+    # The default row first, then people by name.
+    ordering = (F("user__username").asc(nulls_first=True),)
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).select_related("user").annotate(spent_this_month=usage.spent_this_month_subquery(user_ref="user"))
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.base_fields["user"].help_text = "Leave blank for the default row (everyone without a limit of their own)."
+        form.base_fields["monthly_limit"].help_text = _LIMIT_NOTE
+        return form
+
+    @admin.display(description="Who", ordering="user__username")
+    def who(self, obj: SpendLimit) -> str:
+        return obj.user.get_username() if obj.user_id else "Default (everyone)"
+
+    @admin.display(description="Monthly limit", ordering="monthly_limit")
+    def limit(self, obj: SpendLimit) -> str:
+        return "No limit" if obj.monthly_limit is None else format_usd(obj.monthly_limit)
+
+    @admin.display(description="Spent this month", ordering="spent_this_month")
+    def spent(self, obj: SpendLimit) -> str:
+        # The default row is shared by many people: its spend is theirs, on the usage records.
+        return "—" if obj.user_id is None else format_usd(obj.spent_this_month or 0)
+
+
+class SpendLimitInline(admin.StackedInline):
+    model = SpendLimit
+    fk_name = "user"
+    can_delete = True
+    max_num = 1
+    # One empty form when the person has no row yet (max_num caps it otherwise). A blank form
+    # left untouched saves nothing; to exempt someone from a default limit, add their row with
+    # a blank limit in Spend limits.
+    extra = 1
+    fields = ("monthly_limit", "spent")
+    readonly_fields = ("spent",)
+    verbose_name = "monthly spend limit"
+    verbose_name_plural = "monthly spend limit (without one, the default row applies)"
+
+    @admin.display(description="Spent this month")
+    def spent(self, obj: SpendLimit) -> str:
+        return format_usd(budgets.spent_this_month(obj.user_id)) if obj.user_id else "—"
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class ChatsiteUserAdmin(UserAdmin):
+    inlines = [*UserAdmin.inlines, SpendLimitInline]
