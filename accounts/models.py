@@ -33,3 +33,29 @@ class SpendLimit(models.Model):
 
 ZERO = Decimal(0)
 
+
+class ApiToken(models.Model):
+    """A personal API token (`Authorization: Bearer …`), created and revoked on the account page.
+
+    Only a SHA-256 of the secret is stored: the secret is shown once, and a leaked database
+    holds no working token. `prefix` (the secret's first characters) tells tokens apart.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -7,7 +7,7 @@ our own forms: the throttled log-in and the reset forms with autofocus.
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import views, views_tokens
 from accounts.forms import PasswordResetRequestForm, PasswordResetSetForm, ThrottledAuthenticationForm
 
 urlpatterns = [
@@ -23,6 +23,8 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", views.signup, name="signup"),
+    path("api-tokens/", views_tokens.api_tokens, name="api_tokens"),
+    path("api-tokens/<int:token_id>/revoke/", views_tokens.api_token_revoke, name="api_token_revoke"),
     path("password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path(
         "password_change/done/",

@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # The HTTP API (conversations/api); listed so its docs page uses the bundled swagger-ui files.
+    "ninja",
     "accounts",
     "conversations",
 ]
@@ -197,6 +199,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "login"
 CHATSITE_SIGNUP_OPEN = env.bool("CHATSITE_SIGNUP_OPEN", default=True)
+# HTTP API rate limits per token (or browser session): "<count>/<s|m|h|d>"; empty turns a limit off.
+# Kept in Django's cache: per process with the default local-memory cache.
+CHATSITE_API_RATE = env.str("CHATSITE_API_RATE", default="120/m")
+CHATSITE_API_SEND_RATE = env.str("CHATSITE_API_SEND_RATE", default="20/m")
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chatsite@localhost")

@@ -10,4 +10,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("chat/", include("conversations.urls")),
     path("usage/", views_usage.usage_page, name="usage"),
+    path("api/v1/", include("conversations.api.urls")),
 ]

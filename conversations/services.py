@@ -367,6 +367,11 @@ def generation_finish(
                 user_id=owner_id, conversation_id=conversation_id, message_id=message_id,
                 kind=UsageRecord.Kind.REPLY, usage=usage, prices=prices,
             )
+    elif owner_id is not None and prices is not None and (usage.prompt_tokens or usage.output_tokens):
+        if not Message.objects.filter(pk=message_id).exists():
+            # The conversation was deleted while Claude was answering: the tokens were still
+            # billed, so they still count against the person's budget.
+            usage_record(user_id=owner_id, conversation_id=None, message_id=None, kind=UsageRecord.Kind.REPLY, usage=usage, prices=prices)
     return bool(updated)
 
 

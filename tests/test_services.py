@@ -131,3 +131,18 @@ def test_conversation_get_for_user_is_owner_scoped(alice, bob):
     assert selectors.conversation_get_for_user(user=alice, conversation_id=conversation.pk) == conversation
     with pytest.raises(Http404):
         selectors.conversation_get_for_user(user=bob, conversation_id=conversation.pk)
+
+
+def test_a_reply_of_a_deleted_conversation_still_counts_against_the_budget(alice):
+    from conversations.models import UsageRecord
+
+    conversation = services.conversation_create(owner=alice)
+    _, reply, spec = services.message_send(conversation=conversation, content="q")
+    conversation.delete()
+    usage = Usage(input_tokens=1_000, output_tokens=500)
+    assert not services.generation_finish(
+        message_id=reply.pk, conversation_id=spec.conversation_id, generation_id=reply.generation_id, content="partial",
+        status="complete", usage=usage, owner_id=alice.pk, prices=spec.prices,
+    )
+    record = UsageRecord.objects.get(user=alice)
+    assert record.conversation_id is None and record.cost > 0
