@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from conversations import budgets, usage
 from conversations.templatetags.usage_format import format_usd
 
-from .models import SpendLimit
+from .models import ApiToken, SpendLimit
 
 _LIMIT_NOTE = "USD per calendar month (UTC). The row without a person is the default for everyone who has no row of their own; a blank limit means no limit."
 
@@ -22,8 +22,7 @@ class SpendLimitForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        # The database cannot refuse a second default row (its unique index ignores NULL
-        # users, NULLs being distinct in SQL), so the form does.
+        # A clear form error before the database's unique index would refuse it.
         if cleaned.get("user") is None and SpendLimit.objects.filter(user__isnull=True).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("There is already a default row (without a person); edit that one instead.")
         return cleaned
@@ -89,3 +88,26 @@ admin.site.unregister(User)
 @admin.register(User)
 class ChatsiteUserAdmin(UserAdmin):
     inlines = [*UserAdmin.inlines, SpendLimitInline]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Admins see who holds API tokens and can revoke them; secrets are never stored or shown."""
+
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "user__username", "prefix")
+    list_select_related = ("user",)
+    readonly_fields = ("user", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    exclude = ("token_hash",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset) -> None:
+        from django.utils import timezone
+
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).")

@@ -85,3 +85,14 @@ def test_malformed_secrets_are_not_looked_up(alice, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert tokens.api_token_authenticate(secret="not-ours") is None
         assert tokens.api_token_authenticate(secret="chs_" + "x" * 500) is None
+
+
+def test_admin_lists_tokens_without_secrets_and_revokes_them(admin_client, alice):
+    token, secret = tokens.api_token_create(user=alice, name="ci")
+    page = admin_client.get(reverse("admin:accounts_apitoken_changelist")).content.decode()
+    assert token.prefix in page and secret not in page and token.token_hash not in page
+    admin_client.post(reverse("admin:accounts_apitoken_changelist"), {"action": "revoke", "_selected_action": [token.pk]})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    detail = admin_client.get(reverse("admin:accounts_apitoken_change", args=[token.pk])).content.decode()
+    assert token.token_hash not in detail
