@@ -61,6 +61,10 @@ class SystemPrompt(models.Model):
         max_length=2, choices=[("5m", "5 minutes"), ("1h", "1 hour")], default="5m",
         help_text="Cache lifetime. 1-hour writes cost more (2× input instead of 1.25×) but survive longer pauses.",
     )
+    groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="system_prompts",
+        help_text="Only members of these groups may use this prompt. None selected: everyone.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -72,6 +76,25 @@ class SystemPrompt(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SystemPromptVersion(models.Model):
+    """Every saved text of a system prompt, kept forever: who changed it, when, and what it said.
+    Conversations record the version they started with."""
+
+    prompt = models.ForeignKey(SystemPrompt, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    text = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt", "-number"]
+        constraints = [models.UniqueConstraint(fields=["prompt", "number"], name="one_number_per_prompt_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.number}"
 
 
 class Conversation(models.Model):
@@ -90,6 +113,12 @@ class Conversation(models.Model):
     # must not rewrite the instructions of conversations already under way.
     preset = models.ForeignKey(SystemPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     system_prompt = models.TextField(blank=True)
+    prompt_version = models.ForeignKey(SystemPromptVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    # Workspace state: pinned on top, archived out of the main list, deleted (undoable for a
+    # few seconds, then purged).
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # The message the person currently sees at the end of the thread; the thread is the
     # parent chain from here, so regenerate/edit branches need no schema change.
     current_leaf = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -227,3 +256,27 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.model} ${self.cost}"
+
+
+class ShareLink(models.Model):
+    """A read-only snapshot of a conversation, for anyone with the link; revocable.
+
+    The snapshot is taken when the link is made (title, model and the visible thread's
+    messages as plain data), so later messages and the owner's identity are never shown.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="share_links")
+    token = models.CharField(max_length=64, unique=True)
+    snapshot = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Share of conversation {self.conversation_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
