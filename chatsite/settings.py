@@ -91,6 +91,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory: the runner writes from worker threads, and shared-cache
     # SQLite uses table locks that ignore the busy timeout.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+elif env.str("CHATSITE_TEST_DB_NAME", default=""):
+    # Set by scripts/runtests.py: test runs side by side on one server get their own databases.
+    DATABASES["default"]["TEST"] = {"NAME": env.str("CHATSITE_TEST_DB_NAME")}
 # Keep connections between calls (the async code's DB threads would otherwise reconnect
 # on every call); health checks drop broken ones.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
@@ -169,6 +172,16 @@ CHATSITE_COMPACTION_CLAIM_SECONDS = env.float("CHATSITE_COMPACTION_CLAIM_SECONDS
 CHATSITE_SUMMARY_MAX_TOKENS = env.int("CHATSITE_SUMMARY_MAX_TOKENS", default=1500)
 CHATSITE_TITLE_MAX_TOKENS = env.int("CHATSITE_TITLE_MAX_TOKENS", default=30)
 CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)
+
+# --- Workspace: delete with undo ------------------------------------------------------------
+# A deleted conversation can be restored for this many seconds; then a Celery beat task
+# (running as often) removes it for good. Its spend stays in the usage ledger.
+CHATSITE_UNDO_DELETE_SECONDS = env.float("CHATSITE_UNDO_DELETE_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["purge-deleted-conversations"] = {
+    "task": "conversations.tasks.purge_deleted_conversations",
+    "schedule": max(1.0, CHATSITE_UNDO_DELETE_SECONDS),
+    "options": {"expires": max(1.0, CHATSITE_UNDO_DELETE_SECONDS)},
+}
 
 # --- Streaming engine -----------------------------------------------------------------------
 # Before the first token, failed attempts are retried (on top of the SDK's own HTTP retries)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from devserver import describe_database, load_dotenv  # noqa: E402
@@ -41,7 +42,28 @@ def test_env(redis_url: str) -> dict[str, str]:
         # otherwise hold them open and block dropping the test database at the end.
         CONN_MAX_AGE="0",
     )
+    database_url = env.get("DATABASE_URL", "")
+    if database_url.startswith("postgres"):
+        # A test database of this run only: runs side by side on one server don't clobber
+        # each other's, and it is dropped at the end (see drop_test_database).
+        env["CHATSITE_TEST_DB_NAME"] = f"test_{urlsplit(database_url).path.lstrip('/') or 'chatsite'}_{os.getpid()}"
     return env
+
+
+def drop_test_database(env: dict[str, str]) -> None:
+    """Drop this run's PostgreSQL test database, even if a straggling connection holds it."""
+    name = env.get("CHATSITE_TEST_DB_NAME")
+    if not name:
+        return
+    try:
+        import psycopg
+
+        parts = urlsplit(env["DATABASE_URL"])
+        admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", parts.query, ""))
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as exc:  # the run's result matters more than the cleanup
+        say(f"could not drop the test database {name}: {exc}")
 
 
 def run_pytest(args: list[str], env: dict[str, str]) -> int:
@@ -88,6 +110,7 @@ def main(args: list[str]) -> int:
             return run_pytest(args, env)
         finally:
             forget_queue(url, env["CHATSITE_CELERY_QUEUE"])
+            drop_test_database(env)
     finally:
         if embedded is not None:
             embedded.stop()
