@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import F
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
-from conversations import budgets, usage
+from conversations import budgets, review, usage
 from conversations.templatetags.usage_format import format_usd
 
+from . import services
 from .models import ApiToken, SpendLimit
 
 _LIMIT_NOTE = "USD per calendar month (UTC). The row without a person is the default for everyone who has no row of their own; a blank limit means no limit."
@@ -88,6 +91,38 @@ admin.site.unregister(User)
 @admin.register(User)
 class ChatsiteUserAdmin(UserAdmin):
     inlines = [*UserAdmin.inlines, SpendLimitInline]
+    # Per-person totals are annotated subqueries: the list costs the same queries for any page.
+    list_display = ("username", "email", "is_active", "is_staff", "conversations", "message_total", "total_cost", "last_login", "date_joined")
+    list_filter = ("is_active", "is_staff", "is_superuser", "groups")
+    actions = ["deactivate", "activate"]
+
+    def get_queryset(self, request: HttpRequest):
+        return review.users_with_totals(super().get_queryset(request))
+
+    @admin.display(description="Conversations", ordering="conversation_count")
+    def conversations(self, obj) -> str:
+        url = reverse("admin:conversations_conversation_changelist")
+        return format_html('<a href="{}?owner__id__exact={}">{}</a>', url, obj.pk, obj.conversation_count)
+
+    @admin.display(description="Messages", ordering="message_count")
+    def message_total(self, obj) -> int:
+        return obj.message_count
+
+    @admin.display(description="Total cost", ordering="total_cost")
+    def total_cost(self, obj) -> str:
+        return format_usd(obj.total_cost)
+
+    @admin.action(description="Deactivate selected people (no login, API tokens and open chats stop)", permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset) -> None:
+        count = services.users_set_active(users=queryset, active=False, actor=request.user)
+        if queryset.filter(pk=request.user.pk).exists():
+            self.message_user(request, "You cannot deactivate your own account; it was left active.", messages.WARNING)
+        self.message_user(request, f"Deactivated {count} account(s).")
+
+    @admin.action(description="Activate selected people", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset) -> None:
+        count = services.users_set_active(users=queryset, active=True)
+        self.message_user(request, f"Activated {count} account(s).")
 
 
 @admin.register(ApiToken)

@@ -1,6 +1,45 @@
+import logging
+
 from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import QuerySet
+
+log = logging.getLogger(__name__)
 
 
 def user_create(*, username: str, email: str, password: str) -> User:
     # create_user() hashes the password and normalizes the email's domain.
     return User.objects.create_user(username=username, email=email, password=password)
+
+
+def users_set_active(*, users: QuerySet[User], active: bool, actor: User | None = None) -> int:
+    """Activate or deactivate accounts; returns how many changed.
+
+    A deactivated person cannot log in; their sessions and API tokens stop working at the next
+    request (Django's backend and `tokens.api_token_authenticate` refuse inactive users), and
+    their open websockets are closed, so an open tab cannot go on chatting. Nothing of theirs
+    is deleted: activating them again restores access. Admins cannot deactivate themselves.
+    """
+    if not active and actor is not None:
+        users = users.exclude(pk=actor.pk)
+    ids = list(users.filter(is_active=not active).values_list("pk", flat=True))
+    User.objects.filter(pk__in=ids).update(is_active=active)
+    if ids and not active:
+        transaction.on_commit(lambda: _close_sockets(ids))
+    return len(ids)
+
+
+def _close_sockets(user_ids: list[int]) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from conversations import groups
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        for user_id in user_ids:
+            async_to_sync(layer.group_send)(groups.user_group(user_id), {"type": "account.disabled"})
+    except Exception:  # the socket is refused at its next connect anyway
+        log.exception("Could not close the websockets of deactivated users")

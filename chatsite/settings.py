@@ -145,6 +145,19 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Caches -------------------------------------------------------------------------------
+# "default" stays per process (login throttling counts in it). "rendered" holds the sanitised
+# HTML of finished messages (conversations/htmlcache.py): shared through Redis when there is one.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "rendered": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "chatsite-html",
+         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2}}
+        if REDIS_URL else
+        {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "chatsite-rendered", "OPTIONS": {"MAX_ENTRIES": 20_000}}
+    ),
+}
+
 # --- Anthropic ------------------------------------------------------------------------------
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="") or None
@@ -172,6 +185,8 @@ CHATSITE_COMPACTION_CLAIM_SECONDS = env.float("CHATSITE_COMPACTION_CLAIM_SECONDS
 CHATSITE_SUMMARY_MAX_TOKENS = env.int("CHATSITE_SUMMARY_MAX_TOKENS", default=1500)
 CHATSITE_TITLE_MAX_TOKENS = env.int("CHATSITE_TITLE_MAX_TOKENS", default=30)
 CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)
+# Largest conversation export (JSON) a person may import, in bytes.
+CHATSITE_IMPORT_MAX_BYTES = env.int("CHATSITE_IMPORT_MAX_BYTES", default=20_000_000)
 
 # --- Workspace: delete with undo ------------------------------------------------------------
 # A deleted conversation can be restored for this many seconds; then a Celery beat task

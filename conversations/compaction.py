@@ -186,7 +186,8 @@ def compact(conversation_id: int) -> Summary | None:
         log.info("Compaction of conversation %s is already claimed", conversation_id)
         return None
     try:
-        conversation = Conversation.objects.filter(pk=conversation_id).first()
+        # A deleted conversation (even one that can still be restored) costs nothing more.
+        conversation = Conversation.objects.filter(pk=conversation_id, deleted_at__isnull=True).first()
         if conversation is None:
             return None
         p = plan(conversation)

@@ -13,7 +13,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import frames, groups, runner, selectors, services
+from . import branches, frames, groups, htmlcache, runner, selectors, services
 from .asyncdb import request_db
 from .errors import ChatError
 from .hub import Hub, get_hub
@@ -127,9 +127,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def cmd_ping(self, data: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})
 
+    async def cmd_edit(self, data: dict[str, Any]) -> None:
+        """A new version of one of the person's messages, answered like a send (see branches)."""
+        user_message, reply, spec = await self._db(
+            branches.message_edit, conversation=self.conversation, message_id=_int(data.get("message_id")),
+            content=data.get("content"), runner=self.hub.channel_name,
+        )
+        await self._start(data, reply, spec, user_message)
+
+    async def cmd_switch_branch(self, data: dict[str, Any]) -> None:
+        """Show another version: this socket and the person's other tabs on it re-render the thread."""
+        payload = await self._db(_switch_branch, conversation=self.conversation, message_id=_int(data.get("message_id")), client_id=_client_id(data))
+        await self.send_json(payload)
+        try:
+            await self.channel_layer.group_send(self.group, {"type": "chat.thread", "payload": payload, "origin": self.channel_name})
+        except Exception:  # other tabs resync on their next reconnect (hello.current_leaf_id)
+            log.exception("Could not announce a branch switch to the person's other sockets")
+
     _commands = {
         "send": cmd_send, "regenerate": cmd_regenerate, "continue": cmd_continue,
         "stop": cmd_stop, "follow": cmd_follow, "ping": cmd_ping,
+        "edit": cmd_edit, "switch_branch": cmd_switch_branch,
     }
 
     # --- following a generation ----------------------------------------------------------
@@ -191,6 +209,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if payload["conversation_id"] == self.conversation.pk and payload["reply"]["generation_id"]:
             await self._follow(payload["reply"]["generation_id"], 0)
 
+    async def chat_thread(self, event: dict[str, Any]) -> None:
+        """Another tab switched branches: follow it when it is this conversation."""
+        if event.get("origin") != self.channel_name and event["payload"]["conversation_id"] == self.conversation.pk:
+            await self.send_json(event["payload"])
+
     async def chat_generation_end(self, event: dict[str, Any]) -> None:
         end = event["end"]
         if end["conversation_id"] == self.conversation.pk:
@@ -201,12 +224,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_conversation_update(self, event: dict[str, Any]) -> None:
         """A Celery task named a conversation or summarised it: the sidebar and page follow."""
         frame = {"type": "conversation.updated", "conversation_id": event["conversation_id"]}
-        for key in ("title", "summarised_upto"):
+        for key in ("title", "summarised_upto", "pinned", "archived", "deleted"):  # the last three: workspace.tell_owner
             if key in event:
                 frame[key] = event[key]
         if event.get("title") and event["conversation_id"] == self.conversation.pk:
             self.conversation.title = event["title"]
         await self.send_json(frame)
+
+    async def account_disabled(self, event: dict[str, Any]) -> None:
+        """An admin deactivated the person (accounts.services.users_set_active): an open tab
+        must not go on chatting. A reconnect is refused (the session no longer authenticates)."""
+        await self.close(code=4401)
 
     async def relay_frame(self, event: dict[str, Any]) -> None:
         await self.deliver(event["frame"], final=event["final"], generation_id=event["generation_id"])
@@ -257,6 +285,22 @@ def _reply_by_generation(*, conversation_id: int, generation_id: str) -> Message
 def _streaming_reply(*, conversation_id: int, generation_id: str) -> Message | None:
     message = _reply_by_generation(conversation_id=conversation_id, generation_id=generation_id)
     return message if message is not None and message.status == Message.Status.STREAMING else None
+
+
+def _switch_branch(*, conversation: Conversation, message_id: int, client_id: str) -> dict[str, Any]:
+    thread = branches.branch_switch(conversation=conversation, message_id=message_id)
+    messages = [frames.message_dict(m, html=False) for m in thread]
+    # Finished replies as sanitised HTML, from the rendered-HTML cache where it can (as the page).
+    finished = [(data, m.content) for data, m in zip(messages, thread) if "html" in data]
+    for (data, _), html in zip(finished, htmlcache.render_markdown_many([text for _, text in finished])):
+        data["html"] = html
+    return {
+        "type": "thread",
+        "client_id": client_id,
+        "conversation_id": conversation.pk,
+        "current_leaf_id": thread[-1].pk if thread else None,
+        "messages": messages,
+    }
 
 
 def _client_id(data: dict[str, Any]) -> str:

@@ -57,6 +57,9 @@ def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
     else:
         data["html"] = render_markdown(message.content) if html else None
         data["usage"] = usage_dict(message)
+    branch = getattr(message, "branch", None)  # set by the branch selectors, when known
+    if branch is not None:
+        data["siblings"] = {"ids": list(branch.ids), "index": branch.index}
     return data
 
 

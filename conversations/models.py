@@ -134,7 +134,15 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-updated_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"]),
+            # The sidebar's keyset pages (conversations.sidebar); search's GIN indexes are
+            # PostgreSQL-only and live in migration 0006 alone.
+            models.Index(
+                fields=["owner", "-updated_at", "-id"], condition=Q(deleted_at__isnull=True, archived_at__isnull=True),
+                name="conversation_main_list",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import budgets, compaction, modelcache, prompting, selectors
+from . import budgets, compaction, modelcache, prompting, prompts, selectors
 from .errors import ChatError
 from .llm import Usage
 from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
@@ -63,12 +63,14 @@ def conversation_create(*, owner: AbstractBaseUser, model: str | None = None, pr
     model = row.model_id
     preset: SystemPrompt | None
     if preset_id:
-        preset = selectors.system_prompts_active().filter(pk=preset_id).first()
+        # Inactive presets and those restricted to groups the person is not in look alike: absent.
+        preset = selectors.system_prompts_active(user=owner).filter(pk=preset_id).first()
         if preset is None:
             raise ChatError("bad_preset", "That system prompt is not available.")
     else:
-        preset = selectors.system_prompt_default()
-    return Conversation.objects.create(owner=owner, model=model, preset=preset, system_prompt=preset.text if preset else "")
+        preset = selectors.system_prompt_default(user=owner)
+    version = prompts.system_prompt_version_current(prompt=preset) if preset else None
+    return Conversation.objects.create(owner=owner, model=model, preset=preset, system_prompt=preset.text if preset else "", prompt_version=version)
 
 
 def _title_from(content: str, limit: int = 60) -> str:
@@ -203,6 +205,16 @@ def _spec(*, conversation: Conversation, reply: Message, request: _Request, init
     )
 
 
+def conversation_lock(conversation: Conversation) -> Conversation:
+    """The conversation row, locked for this transaction (PostgreSQL; SQLite's IMMEDIATE
+    transactions serialise writers anyway). A conversation deleted meanwhile (e.g. from another
+    tab, while this socket was open) takes no new messages."""
+    locked = Conversation.objects.select_for_update().filter(pk=conversation.pk, deleted_at__isnull=True).first()
+    if locked is None:
+        raise ChatError("not_found", "This conversation was deleted.")
+    return locked
+
+
 BUSY_MESSAGE = "Claude is still answering in this conversation. Wait for the reply to finish or press Stop."
 
 
@@ -223,7 +235,7 @@ def message_send(*, conversation: Conversation, content: object, runner: str = "
     content = _validate_content(content)
     budgets.ensure_within_budget(conversation.owner_id)
     # Row lock on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers anyway.
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation = conversation_lock(conversation)
     messages = list(Message.objects.filter(conversation=conversation))
     if any(m.status == Message.Status.STREAMING for m in messages):
         raise ChatError("busy", BUSY_MESSAGE)
@@ -244,7 +256,7 @@ def message_send(*, conversation: Conversation, content: object, runner: str = "
 def reply_regenerate(*, conversation: Conversation, message_id: int, runner: str = "") -> tuple[Message, GenerationSpec]:
     """A fresh reply (new generation id) to the person's message above `message_id`."""
     budgets.ensure_within_budget(conversation.owner_id)
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation = conversation_lock(conversation)
     _refuse_if_generating(conversation)
     old = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT).first()
     if old is None or old.parent is None:
@@ -253,14 +265,16 @@ def reply_regenerate(*, conversation: Conversation, message_id: int, runner: str
     if old not in thread:
         raise ChatError("not_found", "That reply is not on the visible thread.")
     upto = thread[: thread.index(old)]
-    return _start_reply(conversation=conversation, parent=old.parent, thread=upto, runner=runner)
+    reply, spec = _start_reply(conversation=conversation, parent=old.parent, thread=upto, runner=runner)
+    selectors.message_with_branch(reply)  # the old reply stays stored: the new one is version n of n
+    return reply, spec
 
 
 @transaction.atomic
 def reply_continue(*, conversation: Conversation, message_id: int, runner: str = "") -> tuple[Message, GenerationSpec]:
     """Resume a stopped, failed or interrupted reply after its kept text, as a new generation."""
     budgets.ensure_within_budget(conversation.owner_id)
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation = conversation_lock(conversation)
     _refuse_if_generating(conversation)
     reply = Message.objects.filter(
         conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT,

@@ -23,6 +23,14 @@ def reap_stale_generations() -> int:
     return len(ended)
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def purge_deleted_conversations() -> int:
+    """Remove for good the conversations deleted longer ago than the undo window (Celery beat)."""
+    from . import workspace
+
+    return workspace.conversations_purge_deleted()
+
+
 # Summaries and titles: the model call can take a while and must survive a worker dying mid-way
 # (acks_late + reject_on_worker_lost redeliver it); the work itself is idempotent.
 _LLM_TASK = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True, "max_retries": 5}

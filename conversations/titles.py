@@ -49,7 +49,8 @@ def name_conversation(conversation_id: int) -> str | None:
     already has a real title (or no finished reply yet)."""
     from .services import usage_record
 
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    # A deleted conversation (even one that can still be restored) is not worth a title.
+    conversation = Conversation.objects.filter(pk=conversation_id, deleted_at__isnull=True).first()
     if conversation is None or conversation.title_source not in PLACEHOLDER_SOURCES:
         return None
     thread = selectors.conversation_thread(conversation=conversation)

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from . import formatting, selectors, services
+from . import formatting, htmlcache, selectors, services, views_workspace
 from .errors import ChatError
 from .models import Message, Summary
 from .rendering import render_markdown
@@ -19,9 +19,9 @@ PENDING_KEY = "pending_first_message"
 
 def _sidebar(request: HttpRequest, current_id: int | None = None) -> dict:
     return {
-        "conversations": selectors.conversation_list_for_user(user=request.user),
+        **views_workspace.sidebar_context(request),  # pinned + first page, grouped; pending undo
         "current_id": current_id,
-        "presets": selectors.system_prompts_active(),
+        "presets": selectors.system_prompts_active(user=request.user),
         "models": selectors.llm_models_enabled(),
     }
 
@@ -53,15 +53,17 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 @login_required
 def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
-    thread = selectors.conversation_thread(conversation=conversation)
+    thread = selectors.conversation_thread_with_branches(conversation=conversation)  # `< 2/3 >` per message
     markers: dict[int, list[Summary]] = {}
     for summary in selectors.conversation_summaries_on_thread(conversation=conversation, thread=thread):
         summary.html = mark_safe(render_markdown(summary.text))
         markers.setdefault(summary.upto_id, []).append(summary)
+    finished = [m for m in thread if m.role == Message.Role.ASSISTANT and m.status != Message.Status.STREAMING]
+    # From the cache when it can: rendering is most of the time a long conversation takes.
+    for message, html in zip(finished, htmlcache.render_markdown_many([m.content for m in finished])):
+        message.html = mark_safe(html)
+        message.usage = formatting.reply_usage(message)
     for message in thread:
-        if message.role == Message.Role.ASSISTANT and message.status != Message.Status.STREAMING:
-            message.html = mark_safe(render_markdown(message.content))
-            message.usage = formatting.reply_usage(message)
         message.summaries_after = markers.get(message.pk, [])
     streaming = next((m for m in thread if m.status == Message.Status.STREAMING), None)
     pending = request.session.get(PENDING_KEY, {})
@@ -151,7 +153,5 @@ def hit_rate_title(totals: selectors.ConversationUsage) -> str:
 @login_required
 @require_POST
 def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
-    conversation.delete()
-    flash.success(request, "Conversation deleted.")
-    return redirect("chat")
+    """A soft delete, undoable for CHATSITE_UNDO_DELETE_SECONDS (see views_workspace)."""
+    return views_workspace.conversation_delete(request, conversation_id)

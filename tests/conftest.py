@@ -267,3 +267,30 @@ def pytest_sessionfinish(session, exitstatus):
                 os.remove(f"{name}{suffix}")
             except OSError:
                 pass
+
+
+# --- Browser tests ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_stack(fake_anthropic):
+    """Chatsite as in production (daphne subprocess, its own database) on the fake; one per
+    module. A module overrides this fixture to start it with other settings."""
+    from tests.livestack import LiveStack
+
+    stack = LiveStack(anthropic_url=fake_anthropic.url).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

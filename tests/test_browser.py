@@ -12,11 +12,11 @@ import time
 import uuid
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.livestack import LiveStack
+from tests.browser import unique
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 SCREENSHOT = "/tmp/chatsite-e2e.png"
 
 # The last reply of the thread: its classes, raw text (textContent) and, once rendered, the
@@ -38,31 +38,12 @@ def norm(text: str) -> str:
     return " ".join(text.split())
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
 # ---------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def live_stack(fake_anthropic):
-    stack = LiveStack(anthropic_url=fake_anthropic.url).start()
-    yield stack
-    stack.stop()
 
 
 @pytest.fixture(scope="module")
 def live_server_url(live_stack) -> str:
     return live_stack.url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

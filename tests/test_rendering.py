@@ -55,3 +55,39 @@ def test_markdown_features_survive_sanitising():
 def test_unknown_code_language_is_escaped_not_highlighted():
     html = render_markdown("```nosuchlang\n<b>x</b>\n```")
     assert "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_math_delimiters_become_tex_text_for_the_browser_to_typeset():
+    html = render_markdown("Inline $e^{i\\pi}+1=0$ and \\(a<b\\).\n\n$$\n\\int_0^1 x\\,dx\n$$\n\n\\[\n\\frac{a}{b}\n\\]\n\nMid-paragraph $$x^2$$ display.")
+    assert '<span class="math math-inline">e^{i\\pi}+1=0</span>' in html
+    assert '<span class="math math-inline">a&lt;b</span>' in html
+    assert '<div class="math math-display">\\int_0^1 x\\,dx</div>' in html
+    assert '<div class="math math-display">\\frac{a}{b}</div>' in html
+    assert '<span class="math math-display">x^2</span>' in html  # a span: a div would break the <p>
+
+
+def test_dollar_amounts_and_escaped_brackets_are_not_math():
+    html = render_markdown("It costs $5 and $10, or $ 3 $. See \\[1\\] and `$x$`.")
+    assert "math" not in html
+    assert "It costs $5 and $10, or $ 3 $. See [1] and <code>$x$</code>." in html
+
+
+def test_images_become_links_so_nothing_loads_without_a_click():
+    html = render_markdown("![a chart](https://example.com/chart.png) ![x](data:image/png;base64,AAAA)")
+    assert "<img" not in html
+    assert '<a class="md-image-link" href="https://example.com/chart.png" target="_blank" rel="noopener noreferrer nofollow">🖼 a chart</a>' in html
+    assert '<a class="md-image-link" target="_blank" rel="noopener noreferrer nofollow">🖼 x</a>' in html
+
+
+def test_task_lists_alerts_and_bare_urls():
+    html = render_markdown("- [x] done\n- [ ] todo\n\n> [!WARNING]\n> careful\n\nsee https://example.com/a?b=1 or www.example.org, not setup.py")
+    assert '<input class="task-list-item-checkbox" type="checkbox" checked="" disabled="disabled">' in html
+    assert '<div class="markdown-alert markdown-alert-warning">' in html and '<p class="markdown-alert-title">Warning</p>' in html
+    assert '<a href="https://example.com/a?b=1" target="_blank" rel="noopener noreferrer nofollow">' in html
+    assert '<a href="http://www.example.org" target="_blank"' in html
+    assert "setup.py</p>" in html
+
+
+def test_relative_and_unknown_scheme_links_lose_their_href():
+    html = render_markdown("[a](/accounts/logout/) [b](#top) [c](//evil.example) [d](ftp://x.example)")
+    assert "href" not in html

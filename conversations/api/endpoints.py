@@ -236,8 +236,8 @@ def _models() -> list:
     return list(selectors.llm_models_enabled())
 
 
-def _prompts() -> list:
-    return list(selectors.system_prompts_active())
+def _prompts(*, user) -> list:
+    return list(selectors.system_prompts_active(user=user))
 
 
 @router.get("/models", response={200: list[ModelOut], **_errors()}, tags=["catalogue"], summary="Models you can start a conversation with")
@@ -247,7 +247,7 @@ async def models_list(request: HttpRequest) -> list[ModelOut]:
 
 @router.get("/prompts", response={200: list[PromptOut], **_errors()}, tags=["catalogue"], summary="System prompts you can start a conversation with")
 async def prompts_list(request: HttpRequest) -> list[PromptOut]:
-    return [PromptOut.of(row) for row in await request_db(_prompts)()]
+    return [PromptOut.of(row) for row in await request_db(_prompts)(user=caller_of(request).user)]
 
 
 def _spend(spend: usage.Spend) -> dict:

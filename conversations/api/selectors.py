@@ -14,7 +14,7 @@ from ..models import Conversation, Message
 def conversation_page_for_user(*, user: AbstractBaseUser, limit: int, offset: int) -> tuple[list[Conversation], int]:
     """One page of the person's conversations, newest activity first, and how many there are."""
     streaming = Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING)
-    mine = Conversation.objects.filter(owner=user)
+    mine = Conversation.objects.filter(owner=user, deleted_at__isnull=True)  # deleted: gone at once (undo window)
     page = list(mine.annotate(is_generating=Exists(streaming)).order_by("-updated_at", "-id")[offset : offset + limit])
     return page, mine.count()
 

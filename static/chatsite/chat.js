@@ -2,6 +2,9 @@
 // Model output reaches the DOM only as text (while streaming) or as the server's sanitised HTML.
 // Frame shapes: docs/protocol.md.
 
+import { branchBar, branchDisconnected, branchFrame, initBranches } from "./branches.js";
+import { addCopyButtons } from "./copy.js";
+
 const state = JSON.parse(document.getElementById("chat-state").textContent);
 const thread = document.getElementById("thread");
 const input = document.getElementById("composer-input");
@@ -13,6 +16,8 @@ const notice = document.getElementById("notice");
 const sidebar = document.getElementById("conv-list");
 const convCost = document.getElementById("conv-cost");
 const convCacheRate = document.getElementById("conv-cache-rate");
+const replyStatus = document.getElementById("reply-status"); // what screen readers hear about replies
+let announcedBusy = false;
 
 const gens = new Map(); // generation id -> {el, body, node, have}
 let socket = null;
@@ -97,28 +102,30 @@ function nearBottom() {
 function scrollDown(force) {
   if (force || nearBottom()) thread.scrollTop = thread.scrollHeight;
 }
-
-function addCopyButtons(root) {
-  for (const pre of root.querySelectorAll("pre")) {
-    if (pre.parentElement.classList.contains("code-wrap")) continue;
-    const wrap = el("div", "code-wrap");
-    pre.replaceWith(wrap);
-    wrap.append(pre);
-    const button = el("button", "copy-code", "Copy");
-    button.type = "button";
-    button.addEventListener("click", async () => {
-      const code = pre.innerText;
-      try {
-        await navigator.clipboard.writeText(code);
-      } catch {
-        const ta = el("textarea"); ta.value = code; document.body.append(ta); ta.select(); document.execCommand("copy"); ta.remove();
-      }
-      button.textContent = "Copied";
-      setTimeout(() => (button.textContent = "Copy"), 1500);
-    });
-    wrap.append(button);
-  }
+// Messages out of view are laid out lazily (content-visibility in app.css): their heights are
+// estimates until drawn, so the end moves while the last ones are drawn. After a load or a new
+// message, stay at the end until it stops moving (a few frames), unless the person scrolls.
+let settling = 0; // the current settle's number; 0 when none runs or the person scrolled
+let settleRuns = 0;
+for (const type of ["wheel", "touchstart", "mousedown"]) thread.addEventListener(type, () => { settling = 0; }, { passive: true });
+function settleAtBottom() {
+  const run = ++settleRuns;
+  settling = run;
+  let frames = 0;
+  let still = 0;
+  let last = -1;
+  const step = () => {
+    if (settling !== run || frames++ > 60) return;
+    thread.scrollTop = thread.scrollHeight;
+    still = thread.scrollHeight === last ? still + 1 : 0;
+    last = thread.scrollHeight;
+    if (still < 3) requestAnimationFrame(step);
+    else settling = 0;
+  };
+  step();
 }
+
+// addCopyButtons (code blocks) comes from copy.js, which also puts a Copy button under each message.
 
 function messageElement(m) {
   const article = el("article", `msg msg-${m.role} status-${m.status}`);
@@ -133,6 +140,7 @@ function messageElement(m) {
   if (m.role === "user") body.textContent = m.text;
   else if (m.status !== "streaming") finishElement(article, m);
   else addContextNote(article.querySelector(".msg-footer"), m);
+  article.append(branchBar(m)); // ‹ 2/3 › and Edit (branches.js)
   return article;
 }
 
@@ -279,11 +287,15 @@ function onCreated(f) {
     input.disabled = false;
     clearNotice();
   }
-  scrollDown(true);
+  settleAtBottom();
 }
 
 function truncateAfter(parentId) {
-  if (!parentId) return;
+  if (!parentId) {
+    // A new first message (an edit of the first one): nothing above it stays.
+    thread.replaceChildren();
+    return;
+  }
   let parent = thread.querySelector(`[data-message-id="${parentId}"]`);
   if (!parent) return;
   // A summary marker right after the parent still belongs to the thread.
@@ -293,8 +305,17 @@ function truncateAfter(parentId) {
 
 function updateBusy() {
   const busy = gens.size > 0;
+  // Send and Stop swap places: keyboard focus moves with them instead of falling to <body>.
+  const focusWas = document.activeElement;
   stopButton.hidden = !busy;
   sendButton.hidden = busy;
+  if (busy && focusWas === sendButton) stopButton.focus();
+  if (!busy && focusWas === stopButton) input.focus();
+  // One short status per reply, not every streamed word (the thread is not a live region).
+  if (replyStatus && busy !== announcedBusy) {
+    announcedBusy = busy;
+    replyStatus.textContent = busy ? "Claude is answering. Escape stops the reply." : "Claude's reply has ended.";
+  }
 }
 
 // --- sidebar and announcements ------------------------------------------------------------
@@ -483,6 +504,7 @@ function connect() {
   });
   socket.addEventListener("message", (event) => {
     const f = JSON.parse(event.data);
+    if (f.type !== "delta") branchFrame(f); // versions: `thread` frames, pending edits
     switch (f.type) {
       case "hello": if (everConnected) resync(f); everConnected = true; break;
       case "delta": onDelta(f); break;
@@ -492,6 +514,8 @@ function connect() {
       case "conversation.updated": onUpdated(f); break;
       default: break;
     }
+    // sidebar.js follows pins, archives and deletes made in other tabs.
+    if (f.type === "conversation.updated") document.dispatchEvent(new CustomEvent("chatsite:frame", { detail: f }));
   });
   socket.addEventListener("close", (event) => {
     if (event.code === 4401) { location.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`; return; }
@@ -502,6 +526,7 @@ function connect() {
       input.disabled = false;
       showNotice("Connection lost before your message was confirmed. Your text is still in the box.");
     }
+    branchDisconnected(); // an unconfirmed edit stays in its editor
     const delay = Math.min(10000, 500 * 2 ** attempts) * (0.75 + Math.random() / 2);
     attempts += 1;
     setConn(`Offline — reconnecting in ${Math.ceil(delay / 1000)} s…`, "offline");
@@ -531,7 +556,7 @@ async function resync(hello) {
     }
   }
   updateBusy();
-  scrollDown(true);
+  settleAtBottom();
 }
 
 function onError(f) {
@@ -581,11 +606,24 @@ thread.addEventListener("click", (e) => {
 });
 
 // --- start -------------------------------------------------------------------------------
+initBranches({
+  conversationId: state.conversationId, thread, send, messageElement, showNotice, clearNotice,
+  isBusy: () => gens.size > 0,
+  follow: (gid, article, text) => {
+    const known = gens.get(gid);
+    if (known && known.el.isConnected) return;
+    const g = track(gid, article, known ? known.node.data : text); // re-rendered: keep what we have
+    send({ type: "follow", generation_id: gid, offset: g.have });
+  },
+  afterRender: refreshFromServer, // summary markers on the new branch
+  reload: () => resync({ current_leaf_id: 0 }), // the server's thread, as after being offline
+  maxInputChars: state.maxInputChars,
+});
 addCopyButtons(thread);
 setTotals(state.totals);
 if (state.streaming) {
   const article = thread.querySelector(`[data-message-id="${state.streaming.messageId}"]`);
   if (article) track(state.streaming.generationId, article, state.streaming.text);
 }
-scrollDown(true);
+settleAtBottom();
 connect();
