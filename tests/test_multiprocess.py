@@ -146,13 +146,13 @@ async def test_page_back_from_offline_shows_what_was_sent_meanwhile(stack, fake_
     server is back, the page reconnects by itself and shows the messages it missed."""
     from playwright.async_api import async_playwright, expect
 
-    from tests.test_browser import CHROMIUM_ARGS
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
     token = uuid.uuid4().hex
     fake_anthropic.script([{"text": "first answer"}], match=f"one {token}")
     fake_anthropic.script([{"text": "second answer, sent while the page was offline"}], match=f"two {token}")
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = await browser.new_context(base_url=stack.url)
         page = await context.new_page()
         client = ChatClient(stack.second_url)
