@@ -31,3 +31,26 @@ def screenshot(page, name: str) -> Path:
     except Exception as exc:  # the page may be gone
         print(f"no screenshot {path}: {exc}")
     return path
+
+
+def watched_page(request, browser, live_stack, *, shot_prefix: str, **context_options):
+    """A page on the live stack for one test (use as a generator fixture's body: `yield from`).
+
+    On failure: a screenshot, the browser console and the server log's tail. Always: the test
+    fails if the page threw an uncaught JavaScript error.
+    """
+    context = browser.new_context(base_url=live_stack.url, **{"viewport": {"width": 1280, "height": 900}, **context_options})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page_errors: list[str] = []
+    console: list[str] = []
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    failed_before = request.session.testsfailed
+    yield page
+    if request.session.testsfailed > failed_before:
+        screenshot(page, f"{shot_prefix}-fail-{request.node.name}")
+        print("browser console:\n" + "\n".join(console))
+        print("server log (tail):\n" + live_stack.log_text(8000))
+    context.close()
+    assert not page_errors, f"uncaught JavaScript errors: {page_errors}"

@@ -14,28 +14,14 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.livestack import REPO_ROOT, LiveStack
-from tests.browser import unique
+from tests.browser import unique, watched_page
 
 ARTIFACTS = REPO_ROOT / "var" / "test-artifacts"
 
 
 @pytest.fixture
 def page(request, browser: Browser, live_stack: LiveStack):
-    context = browser.new_context(base_url=live_stack.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page_errors: list[str] = []
-    console: list[str] = []
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    failed_before = request.session.testsfailed
-    yield page
-    if request.session.testsfailed > failed_before:
-        shot(page, f"fail-{request.node.name}")
-        print("browser console:\n" + "\n".join(console))
-        print("server log (tail):\n" + live_stack.log_text(8000))
-    context.close()
-    assert not page_errors, f"uncaught JavaScript errors: {page_errors}"
+    yield from watched_page(request, browser, live_stack, shot_prefix="branches")
 
 
 def shot(page: Page, name: str) -> Path:

@@ -4,6 +4,8 @@
 // watches the thread so replies that arrive later get their buttons too.
 // Only textContent and DOM nodes are written here: the HTML itself is the server's sanitised HTML.
 
+import { watchThreads } from "./watch.js";
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -116,25 +118,6 @@ function enhance(root) {
   addMessageCopyButtons(root);
 }
 
-// Thread contents change as replies stream, finish and get re-rendered: enhance once per frame.
-function watch() {
-  const targets = document.querySelectorAll(".thread");
-  if (!targets.length) return;
-  let scheduled = false;
-  const observer = new MutationObserver(() => {
-    if (scheduled) return;
-    scheduled = true;
-    requestAnimationFrame(() => {
-      scheduled = false;
-      for (const target of targets) enhance(target);
-    });
-  });
-  for (const target of targets) {
-    enhance(target);
-    observer.observe(target, { childList: true, subtree: true, attributes: true, attributeFilter: ["class"] });
-  }
-}
-
 // Any button with data-copy-text (e.g. a share link) copies that text.
 document.addEventListener("click", async (e) => {
   const button = e.target.closest?.("button[data-copy-text]");
@@ -143,4 +126,4 @@ document.addEventListener("click", async (e) => {
   flash(button, label, await copyToClipboard(button.dataset.copyText));
 });
 
-watch();
+watchThreads(enhance, { classChanges: true });

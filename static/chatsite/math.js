@@ -4,6 +4,8 @@
 // missing or cannot parse it. KaTeX runs with trust off: no \href to javascript:, no \htmlId,
 // no raw HTML. It is loaded only on pages that show math.
 
+import { watchThreads } from "./watch.js";
+
 const KATEX_JS = new URL("../vendor/katex/katex.min.js", import.meta.url).href;
 const KATEX_CSS = new URL("../vendor/katex/katex.min.css", import.meta.url).href;
 const OPTIONS = { throwOnError: true, trust: false, strict: "ignore", maxExpand: 500, maxSize: 20, output: "htmlAndMathml" };
@@ -58,22 +60,4 @@ export async function typeset(root) {
   }
 }
 
-function watch() {
-  const targets = document.querySelectorAll(".thread");
-  if (!targets.length) return;
-  let scheduled = false;
-  const observer = new MutationObserver(() => {
-    if (scheduled) return;
-    scheduled = true;
-    requestAnimationFrame(() => {
-      scheduled = false;
-      for (const target of targets) typeset(target);
-    });
-  });
-  for (const target of targets) {
-    typeset(target);
-    observer.observe(target, { childList: true, subtree: true });
-  }
-}
-
-watch();
+watchThreads(typeset);
