@@ -76,11 +76,22 @@ class ProcMeter:
         self.others0: dict[str, float] = {}
         self.others_s: dict[str, float] = {}
         self.cpu0 = self.cpu1 = 0.0
+        self.helpers0 = self.helpers1 = 0.0
         self.busy = None
 
     def _cpu(self) -> float:
         t = self.proc.cpu_times()
         return t.user + t.system
+
+    def _helpers_cpu(self) -> float:
+        """The server's child processes (renderpool's markdown helpers)."""
+        total = 0.0
+        for child in self.proc.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
 
     def _main_thread_cpu(self) -> float:
         return sum(t.user_time + t.system_time for t in self.proc.threads() if t.id == self.proc.pid)
@@ -89,6 +100,7 @@ class ProcMeter:
         psutil.cpu_percent(None)
         self.cpu0 = self._cpu()
         self.main0 = self._main_thread_cpu()
+        self.helpers0 = self._helpers_cpu()
         self.others0 = {k: sum(p.cpu_times()[:2]) for k, p in self.others.items() if p is not None}
         if self.signals:
             self.proc.send_signal(signal.SIGUSR1)
@@ -96,6 +108,7 @@ class ProcMeter:
     def done(self) -> None:
         self.cpu1 = self._cpu()
         self.main1 = self._main_thread_cpu()
+        self.helpers1 = self._helpers_cpu()
         self.busy = psutil.cpu_percent(None)
         self.others_s = {k: sum(self.others[k].cpu_times()[:2]) - v for k, v in self.others0.items()}
         if self.signals:
@@ -123,6 +136,8 @@ def _finish(summary: dict, meter: ProcMeter, connect_s: float) -> dict:
         cpu_loop_s=main,
         cpu_threads_s=cpu - main,
         cpu_us_per_delta=cpu / summary["relayed_deltas"] * 1e6 if summary["relayed_deltas"] else None,
+        helpers_cpu_s=meter.helpers1 - meter.helpers0,
+        cpu_with_helpers_us_per_delta=(cpu + meter.helpers1 - meter.helpers0) / summary["relayed_deltas"] * 1e6 if summary["relayed_deltas"] else None,
         rss_mb=meter.rss_mb(),
         machine_busy_pct=meter.busy,
         fake_cpu_s=meter.others_s.get("fake"),

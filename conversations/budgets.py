@@ -28,18 +28,17 @@ def next_month_start(now: datetime | None = None) -> datetime:
 def limit_for(user_id: int) -> Decimal | None:
     """The person's own limit if set, else the default row's; None means no limit.
 
-    Kept for a few seconds per process (like prices): a send then costs no extra query.
+    The whole table (one row per person with a limit, plus the default) is kept a few seconds
+    per process, like prices: a burst of sends from many people costs one query, not one each.
     """
     from . import modelcache
 
-    return modelcache.cached(("spend_limit", user_id), lambda: _load_limit(user_id))
+    rows = modelcache.cached(("spend_limits", None), _load_limits)
+    return rows[user_id] if user_id in rows else rows.get(None)
 
 
-def _load_limit(user_id: int) -> Decimal | None:
-    rows = {row.user_id: row.monthly_limit for row in SpendLimit.objects.filter(user_id=user_id) | SpendLimit.objects.filter(user__isnull=True)}
-    if user_id in rows:
-        return rows[user_id]
-    return rows.get(None)
+def _load_limits() -> dict[int | None, Decimal]:
+    return dict(SpendLimit.objects.values_list("user_id", "monthly_limit"))
 
 
 def spent_this_month(user_id: int, now: datetime | None = None) -> Decimal:

@@ -46,6 +46,8 @@ def thresholds(model: LLMModel) -> tuple[int, int]:
 
 def active_summary(*, conversation: Conversation, thread: list[Message]) -> Summary | None:
     """The newest summary whose cut is on the visible thread (an edited branch has none)."""
+    if getattr(conversation, "has_summary", True) is False:  # known from the locking query
+        return None
     on_thread = {m.pk for m in thread}
     for summary in Summary.objects.filter(conversation=conversation).order_by("-created_at", "-id"):
         if summary.upto_id in on_thread:

@@ -13,7 +13,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import branches, frames, groups, htmlcache, runner, selectors, services
+from . import branches, frames, groups, htmlcache, renderpool, runner, selectors, services
 from .asyncdb import request_db
 from .errors import ChatError
 from .hub import Hub, get_hub
@@ -169,7 +169,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # Finished already: the text the socket is missing, then the one final frame.
             if offset < len(message.content):
                 await self.send(text_data=frames.delta(gid, offset, message.content[offset:]))
-            await self._send_end(frames.end(message=message, conversation_title=self.conversation.title))
+            html = await renderpool.render(message.content)
+            await self._send_end(frames.end(message=message, conversation_title=self.conversation.title, html=html))
 
     def _local_run(self, gid: str):
         run = self.hub.get(gid)

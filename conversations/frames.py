@@ -34,11 +34,11 @@ def usage_dict(message: Message) -> dict[str, Any]:
     }
 
 
-def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
+def message_dict(message: Message, *, html: bool = True, rendered: str | None = None) -> dict[str, Any]:
     """A message as clients see it.
 
     The person's own messages and streaming replies carry raw text (shown with textContent);
-    finished replies carry sanitised HTML.
+    finished replies carry sanitised HTML (`rendered` when the caller has it already).
     """
     data: dict[str, Any] = {
         "id": message.pk,
@@ -55,7 +55,7 @@ def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
     if message.role == Message.Role.USER or message.status == Message.Status.STREAMING:
         data["text"] = message.content
     else:
-        data["html"] = render_markdown(message.content) if html else None
+        data["html"] = (rendered if rendered is not None else render_markdown(message.content)) if html else None
         data["usage"] = usage_dict(message)
     branch = getattr(message, "branch", None)  # set by the branch selectors, when known
     if branch is not None:
@@ -63,13 +63,13 @@ def message_dict(message: Message, *, html: bool = True) -> dict[str, Any]:
     return data
 
 
-def end(*, message: Message, conversation_title: str) -> dict[str, Any]:
+def end(*, message: Message, conversation_title: str, html: str | None = None) -> dict[str, Any]:
     """The one final frame of a generation: done, stopped, error or interrupted."""
     return end_frame(
         generation_id=str(message.generation_id),
         conversation_id=message.conversation_id,
         conversation_title=conversation_title,
-        message=message_dict(message),
+        message=message_dict(message, rendered=html),
         content_length=len(message.content),
     )
 
@@ -86,8 +86,9 @@ def end_frame(*, generation_id: str, conversation_id: int, conversation_title: s
 
 
 def finished_reply(*, message_id: int, model: str, generation_id: str, parent_id: int | None, created_at: str,
-                   status: str, content: str, usage: dict[str, Any], error_code: str, error: str, context_note: str = "") -> dict[str, Any]:
-    """The final state of a reply, from what the runner holds (no database read)."""
+                   status: str, html: str, usage: dict[str, Any], error_code: str, error: str, context_note: str = "") -> dict[str, Any]:
+    """The final state of a reply, from what the runner holds (no database read); `html` is
+    its text rendered (renderpool)."""
     return {
         "id": message_id,
         "role": Message.Role.ASSISTANT,
@@ -99,7 +100,7 @@ def finished_reply(*, message_id: int, model: str, generation_id: str, parent_id
         "error_code": error_code,
         "created_at": created_at,
         "context_note": context_note,
-        "html": render_markdown(content),
+        "html": html,
         "usage": usage,
     }
 

@@ -21,7 +21,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import frames, services
+from . import frames, renderpool, services
 from .asyncdb import background_db
 from .services import GenerationSpec
 
@@ -116,6 +116,7 @@ class Hub:
             # the process through one BRPOP under one lock; another prefix would starve the sockets.
             self.channel_name = await self.layer.new_channel()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
+            renderpool.warm()
         return self.channel_name
 
     def start(self, spec: GenerationSpec, runner: Callable[["Hub", Run], Awaitable[None]]) -> Run:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from html import escape
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import frames, groups, llm, services
+from . import frames, groups, llm, renderpool, services
 from .asyncdb import background_db
 from .hub import Hub, Run
 from .models import Message
@@ -81,14 +82,24 @@ async def run_generation(hub: Hub, run: Run) -> None:
 async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> None:
     await hub.flush(run)
     spec = run.spec
-    try:
-        # The text is read here, on the loop: Run is not thread-safe (text() compacts in place).
-        end = await background_db(_persist_final)(
-            run=run, content=run.text(), status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error
-        )
-    except Exception:
-        log.exception("Could not store the end of generation %s; the reaper will mark it interrupted", run.gid)
-        end = _end(run, status=Message.Status.ERROR, usage={}, error_code="internal", error="The reply could not be saved.")
+    # The text is read here, on the loop: Run is not thread-safe (text() compacts in place).
+    content = run.text()
+    # Store and render at the same time: the rendering runs in a helper process (renderpool).
+    stored, rendered = await asyncio.gather(
+        background_db(_persist_final)(run=run, content=content, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error),
+        renderpool.render(content),
+        return_exceptions=True,
+    )
+    if isinstance(rendered, str):
+        html = rendered
+    else:  # a renderer bug must not cost the reply: show its text as it is, escaped
+        log.error("Could not render the end of generation %s", run.gid, exc_info=rendered)
+        html = f"<pre>{escape(content)}</pre>"
+    if isinstance(stored, BaseException):
+        log.error("Could not store the end of generation %s; the reaper will mark it interrupted", run.gid, exc_info=stored)
+        end = _end(run, content=content, html=html, status=Message.Status.ERROR, usage={}, error_code="internal", error="The reply could not be saved.")
+    else:
+        end = _end(run, content=content, html=html, status=status, usage=stored, error_code=error_code, error=error)
     await hub.finish(run, end)
     try:
         await get_channel_layer().group_send(groups.user_group(spec.owner_id), {"type": "chat.generation_end", "end": end})
@@ -97,6 +108,7 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
 
 
 def _persist_final(*, run: Run, content: str, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> dict:
+    """Write the final state; return the usage totals the end frame shows."""
     spec = run.spec
     services.generation_finish(
         message_id=spec.message_id,
@@ -120,18 +132,17 @@ def _persist_final(*, run: Run, content: str, status: str, usage: llm.Usage, sto
     else:
         totals = {name: getattr(usage, name) for name in _USAGE_FIELDS}
         totals["cost"] = str(cost_of(usage, spec.prices).total) if spec.prices else "0"
-    return _end(run, status=status, usage=totals, error_code=error_code, error=error, content=content)
+    return totals
 
 
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-def _end(run: Run, *, status: str, usage: dict, error_code: str, error: str, content: str | None = None) -> dict:
+def _end(run: Run, *, content: str, html: str, status: str, usage: dict, error_code: str, error: str) -> dict:
     spec = run.spec
-    content = run.text() if content is None else content
     message = frames.finished_reply(
         message_id=spec.message_id, model=spec.model, generation_id=run.gid, parent_id=spec.parent_id,
-        created_at=spec.created_at, status=status, content=content, usage=usage, error_code=error_code, error=error,
+        created_at=spec.created_at, status=status, html=html, usage=usage, error_code=error_code, error=error,
         context_note=spec.context_note,
     )
     return frames.end_frame(

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from . import budgets, compaction, modelcache, prompting, prompts, selectors
@@ -209,7 +209,13 @@ def conversation_lock(conversation: Conversation) -> Conversation:
     """The conversation row, locked for this transaction (PostgreSQL; SQLite's IMMEDIATE
     transactions serialise writers anyway). A conversation deleted meanwhile (e.g. from another
     tab, while this socket was open) takes no new messages."""
-    locked = Conversation.objects.select_for_update().filter(pk=conversation.pk, deleted_at__isnull=True).first()
+    # has_summary rides along, so a conversation never summarised costs no summary query.
+    locked = (
+        Conversation.objects.select_for_update(of=("self",))
+        .filter(pk=conversation.pk, deleted_at__isnull=True)
+        .annotate(has_summary=Exists(Summary.objects.filter(conversation=OuterRef("pk"))))
+        .first()
+    )
     if locked is None:
         raise ChatError("not_found", "This conversation was deleted.")
     return locked
