@@ -1,7 +1,7 @@
 """Slow down password guessing: at most FAILURE_LIMIT failed log-ins per username+IP per window.
 
-Counters live in Django's cache, so with the default LocMemCache they are per process; a shared
-cache (Redis) makes the limit global.
+Counters live in Django's default cache: Redis when REDIS_URL is set (one limit across every
+web process), else process memory.
 """
 
 import hashlib

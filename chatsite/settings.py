@@ -150,8 +150,16 @@ CELERY_BEAT_SCHEDULE = {
 # --- Caches -------------------------------------------------------------------------------
 # "default" stays per process (login throttling counts in it). "rendered" holds the sanitised
 # HTML of finished messages (conversations/htmlcache.py): shared through Redis when there is one.
+# The default cache holds rate-limit and log-in throttle counters: in Redis they hold across
+# every daphne process; without Redis (single process) in memory.
+CACHE_KEY_PREFIX = env.str("CHATSITE_CACHE_PREFIX", default="chatsite")
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": CACHE_KEY_PREFIX,
+         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2}}
+        if REDIS_URL else
+        {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    ),
     "rendered": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "chatsite-html",
          "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2}}

@@ -36,6 +36,8 @@ def test_env(redis_url: str) -> dict[str, str]:
         CHANNEL_LAYER_PREFIX=f"chatsite-test-{os.getpid()}",
         # Tasks the tests enqueue go to a queue of this run only; the worker tests consume it.
         CHATSITE_CELERY_QUEUE=f"chatsite-test-{os.getpid()}",
+        # Rate-limit counters of this run only (the default cache is Redis).
+        CHATSITE_CACHE_PREFIX=f"chatsite-test-{os.getpid()}",
         SECRET_KEY=TEST_SECRET_KEY,
         DJANGO_SETTINGS_MODULE="chatsite.settings",
         # Close PostgreSQL connections after each use: the runner's worker threads would

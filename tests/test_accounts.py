@@ -2,10 +2,10 @@ import re
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.urls import reverse
 
 from accounts.throttle import FAILURE_LIMIT
+from tests.conftest import clear_default_cache
 
 pytestmark = pytest.mark.django_db
 
@@ -17,9 +17,9 @@ THROTTLED = "Too many failed log-in attempts. Try again in a few minutes."
 @pytest.fixture(autouse=True)
 def _fast_hashing_and_clean_cache(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
+    clear_default_cache()
     yield
-    cache.clear()
+    clear_default_cache()
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_throttle_blocks_even_right_password_until_cleared(client, alice):
     assert THROTTLED.encode() in response.content
     assert _logged_in_username(client) is None
 
-    cache.clear()
+    clear_default_cache()
     assert _login(client, "alice", PASSWORD).status_code == 302
     assert _logged_in_username(client) == "alice"
 

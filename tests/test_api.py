@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async as sync_to_async  # closes its connection after use
-from django.core.cache import cache
 from django.test import AsyncClient
 
 from accounts import tokens
@@ -22,6 +21,7 @@ from conversations import hub as hub_module
 from conversations import services
 from conversations.models import Conversation, LLMModel, Message, SystemPrompt
 from tests.sse import SSEEvent, SSEParser, apply_deltas
+from tests.conftest import clear_default_cache
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -30,9 +30,9 @@ BASE = "/api/v1"
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
-    cache.clear()
+    clear_default_cache()
     yield
-    cache.clear()
+    clear_default_cache()
 
 
 def _key(user, name: str = "tests") -> str:
@@ -553,6 +553,21 @@ async def test_rate_limit_is_per_token_with_retry_after(alice, settings):
     _error(response, 429, "rate_limited")
     assert 0 < int(response["Retry-After"]) <= 60
     assert (await Api(second).get("/models")).status_code == 200
+
+
+async def test_rate_limit_windows_live_in_redis_shared_by_every_process(alice, settings):
+    """Several daphne processes serve one site: a window kept in one process's memory would
+    let each process grant the full rate. The window is in Redis, where any process reads it."""
+    import redis
+
+    settings.CHATSITE_API_RATE = "2/m"
+    key = await sync_to_async(_key)(alice, "shared")
+    for _ in range(2):
+        assert (await Api(key).get("/models")).status_code == 200
+    client = redis.Redis.from_url(settings.REDIS_URL)  # not this process's cache object
+    stored = [k for k in client.scan_iter(match=f"{settings.CACHE_KEY_PREFIX}:*chatsite-api:requests:*")]
+    assert len(stored) == 1
+    _error(await Api(key).get("/models"), 429, "rate_limited")
 
 
 async def test_sends_have_their_own_tighter_limit(llm, token, alice, alice_key, settings):

@@ -62,8 +62,8 @@ class CallerThrottle(SimpleRateThrottle):
     """A sliding window per token (or browser session) in Django's cache.
 
     The rate is read from settings on every request, so it can be changed without a restart
-    of this object (and in tests). With the default per-process cache the window is per
-    process; configure a shared cache (Redis) to make it global.
+    of this object (and in tests). The window lives in the default cache: Redis when
+    REDIS_URL is set, so it holds across every web process.
     """
 
     def __init__(self, scope: str, setting: str) -> None:  # noqa: D107 — no parent init: the rate is read per request
