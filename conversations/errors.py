@@ -5,3 +5,6 @@ class ChatError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.code, self.message))

@@ -72,6 +72,14 @@ class LLMError(Exception):
         self.retry_after = retry_after
         self.status = status
 
+    def __reduce__(self):
+        # Picklable (Celery stores a task's exception in its result and retry state).
+        return (_llm_error, (self.code, self.message, self.retryable, self.retry_after, self.status))
+
+
+def _llm_error(code: str, message: str, retryable: bool, retry_after: float | None, status: int | None) -> "LLMError":
+    return LLMError(code, message, retryable=retryable, retry_after=retry_after, status=status)
+
 
 _HUMAN = {
     "rate_limited": "Claude is receiving too many requests right now. Please try again in a moment.",

@@ -146,3 +146,16 @@ def test_a_reply_of_a_deleted_conversation_still_counts_against_the_budget(alice
     )
     record = UsageRecord.objects.get(user=alice)
     assert record.conversation_id is None and record.cost > 0
+
+
+def test_errors_survive_pickling_as_celery_stores_them():
+    """Celery pickles a failed task's exception; an unpicklable one becomes a wrapper that
+    loses its code and retry hint."""
+    import pickle
+
+    from conversations.llm import LLMError
+
+    err = pickle.loads(pickle.dumps(LLMError("overloaded", "Busy.", retryable=True, retry_after=2.5, status=529)))
+    assert (type(err), err.code, err.message, err.retryable, err.retry_after, err.status) == (LLMError, "overloaded", "Busy.", True, 2.5, 529)
+    chat = pickle.loads(pickle.dumps(ChatError("busy", "Wait.")))
+    assert (type(chat), chat.code, chat.message, str(chat)) == (ChatError, "busy", "Wait.", "Wait.")
