@@ -123,6 +123,7 @@ def _persist_final(*, run: Run, content: str, status: str, usage: llm.Usage, sto
         owner_id=spec.owner_id,
         prices=spec.prices,
         summary_id=spec.summary_id,
+        accumulate=bool(spec.initial_text),
     )
     services.reply_followups(spec=spec, status=status, usage=usage)
     if spec.initial_text:

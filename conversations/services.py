@@ -22,6 +22,7 @@ from . import budgets, compaction, modelcache, prompting, prompts, selectors
 from .errors import ChatError
 from .llm import Usage
 from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
+from .prepared import Prepared
 from .pricing import Prices, cost_of
 
 
@@ -205,20 +206,32 @@ def _spec(*, conversation: Conversation, reply: Message, request: _Request, init
     )
 
 
+_SENTINEL_ID = -7_777_777_777
+
+# has_summary rides along, so a conversation never summarised costs no summary query.
+_locked_conversation = Prepared(
+    lambda pk: Conversation.objects.select_for_update(of=("self",))
+    .filter(pk=pk, deleted_at__isnull=True)
+    .annotate(has_summary=Exists(Summary.objects.filter(conversation=OuterRef("pk"))))[:1],
+    pk=_SENTINEL_ID,
+)
+_conversation_messages = Prepared(lambda conversation_id: Message.objects.filter(conversation_id=conversation_id), conversation_id=_SENTINEL_ID)
+
+
 def conversation_lock(conversation: Conversation) -> Conversation:
     """The conversation row, locked for this transaction (PostgreSQL; SQLite's IMMEDIATE
     transactions serialise writers anyway). A conversation deleted meanwhile (e.g. from another
     tab, while this socket was open) takes no new messages."""
-    # has_summary rides along, so a conversation never summarised costs no summary query.
-    locked = (
-        Conversation.objects.select_for_update(of=("self",))
-        .filter(pk=conversation.pk, deleted_at__isnull=True)
-        .annotate(has_summary=Exists(Summary.objects.filter(conversation=OuterRef("pk"))))
-        .first()
-    )
+    locked = next(iter(_locked_conversation(pk=conversation.pk)), None)
     if locked is None:
         raise ChatError("not_found", "This conversation was deleted.")
+    locked.has_summary = bool(locked.has_summary)  # raw rows skip converters: SQLite says 0/1
     return locked
+
+
+def conversation_messages(conversation_id: int) -> list[Message]:
+    """Every message of the conversation, every branch, oldest first (the send's read)."""
+    return list(_conversation_messages(conversation_id=conversation_id))
 
 
 BUSY_MESSAGE = "Claude is still answering in this conversation. Wait for the reply to finish or press Stop."
@@ -242,7 +255,7 @@ def message_send(*, conversation: Conversation, content: object, runner: str = "
     budgets.ensure_within_budget(conversation.owner_id)
     # Row lock on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers anyway.
     conversation = conversation_lock(conversation)
-    messages = list(Message.objects.filter(conversation=conversation))
+    messages = conversation_messages(conversation.pk)
     if any(m.status == Message.Status.STREAMING for m in messages):
         raise ChatError("busy", BUSY_MESSAGE)
     thread = selectors.conversation_thread(conversation=conversation, messages=messages)
@@ -347,26 +360,34 @@ def generation_finish(
     owner_id: int | None = None,
     prices: Prices | None = None,
     summary_id: int | None = None,
+    accumulate: bool = True,
 ) -> bool:
     """Write the final state once. Returns False if the reply was already finished elsewhere.
 
     A reply the reaper marked interrupted (heartbeat looked stale) is still finished by its
-    runner: the runner has the freshest text. Usage and cost are added, so a continued reply
-    counts every generation that wrote it; each generation is also its own ledger entry.
+    runner: the runner has the freshest text. With `accumulate`, usage and cost are added, so a
+    continued reply counts every generation that wrote it (a new reply, whose counters are
+    still zero, can skip that: plain values compile to cheaper SQL); each generation is also
+    its own ledger entry.
     """
     now = timezone.now()
     cost = cost_of(usage, prices) if prices is not None else None
+    totals = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "cache_creation_1h_input_tokens": usage.cache_creation_1h_input_tokens,
+        "cost": cost.total if cost is not None else 0,
+    }
+    if accumulate:  # a continued reply: add to what its earlier generations used
+        totals = {name: F(name) + value for name, value in totals.items()}
     updated = Message.objects.filter(
         pk=message_id, generation_id=generation_id, status__in=[Message.Status.STREAMING, Message.Status.INTERRUPTED]
     ).update(
         content=content,
         status=status,
-        input_tokens=F("input_tokens") + usage.input_tokens,
-        output_tokens=F("output_tokens") + usage.output_tokens,
-        cache_creation_input_tokens=F("cache_creation_input_tokens") + usage.cache_creation_input_tokens,
-        cache_read_input_tokens=F("cache_read_input_tokens") + usage.cache_read_input_tokens,
-        cache_creation_1h_input_tokens=F("cache_creation_1h_input_tokens") + usage.cache_creation_1h_input_tokens,
-        cost=F("cost") + (cost.total if cost is not None else 0),
+        **totals,
         stop_reason=stop_reason,
         error_code=error_code,
         error=error,

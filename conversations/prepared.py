@@ -1,0 +1,53 @@
+"""Hot read queries, compiled once per database connection settings.
+
+Compiling a queryset (Django's SQL compiler) costs more CPU than running it: for the locking
+read of a send, about 0.7 ms of compilation against 0.1 ms in the driver, all of it under the
+GIL the event loop needs for relaying. A `Prepared` query is an ordinary queryset built once
+with sentinel values, compiled for the database in use, and then run through
+`Model.objects.raw()` with the real values in the sentinels' places: the same SQL, the same
+model instances (annotations become attributes), without the compiler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+from django.db.models import Model, QuerySet
+from django.db.models.query import RawQuerySet
+
+
+class Prepared:
+    """`Prepared(build, pk=SENTINEL)(pk=5)` runs `build(pk=SENTINEL)`'s SQL with 5 for the sentinel.
+
+    Sentinels must be values the query would never hold otherwise (large negative ints).
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], **sentinels: Any) -> None:
+        self.build = build
+        self.sentinels = sentinels
+        self._compiled: dict[tuple[str, str], tuple[type[Model], str, list[Any], dict[int, str]]] = {}
+
+    def _compile(self, using: str) -> tuple[type[Model], str, list[Any], dict[int, str]]:
+        connection = connections[using]
+        key = (using, connection.vendor)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            queryset = self.build(**self.sentinels)
+            sql, params = queryset.query.get_compiler(using).as_sql()
+            slots: dict[int, str] = {}
+            for name, sentinel in self.sentinels.items():
+                found = [i for i, param in enumerate(params) if type(param) is type(sentinel) and param == sentinel]
+                if len(found) != 1:
+                    raise ValueError(f"sentinel {name!r} appears {len(found)} times in {sql!r}")
+                slots[found[0]] = name
+            compiled = self._compiled[key] = (queryset.model, sql, list(params), slots)
+        return compiled
+
+    def __call__(self, using: str = "default", **values: Any) -> RawQuerySet:
+        model, sql, params, slots = self._compile(using)
+        params = list(params)
+        for index, name in slots.items():
+            params[index] = values[name]
+        return model.objects.raw(sql, params, using=using)

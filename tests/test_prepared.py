@@ -1,0 +1,60 @@
+"""Prepared queries: compiled once, same rows and annotations as the queryset they come from."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+
+from conversations import services
+from conversations.models import Conversation, Message, Summary
+from conversations.prepared import Prepared
+
+SENTINEL = -7_777_777_777
+
+
+def test_the_send_reads_match_the_orm(alice):
+    conversation = services.conversation_create(owner=alice)
+    other = services.conversation_create(owner=alice)
+    services.message_send(conversation=conversation, content="first")
+    Message.objects.filter(conversation=conversation).update(status=Message.Status.COMPLETE)
+    services.message_send(conversation=conversation, content="second")
+    services.message_send(conversation=other, content="elsewhere")
+    upto = Message.objects.filter(conversation=conversation).order_by("id").first()
+    Summary.objects.create(conversation=conversation, upto=upto, text="so far")
+
+    with transaction.atomic():
+        locked = services.conversation_lock(conversation)
+        assert (locked.pk, locked.title, locked.current_leaf_id, locked.has_summary) == (
+            conversation.pk, "first", Conversation.objects.get(pk=conversation.pk).current_leaf_id, True)
+        assert services.conversation_lock(other).has_summary is False
+    expected = list(Message.objects.filter(conversation=conversation).values_list("pk", "role", "content", "parent_id"))
+    assert [(m.pk, m.role, m.content, m.parent_id) for m in services.conversation_messages(conversation.pk)] == expected
+    assert len(expected) == 4
+
+
+def test_a_deleted_conversation_is_not_locked(alice):
+    from django.utils import timezone
+
+    from conversations.errors import ChatError
+
+    conversation = services.conversation_create(owner=alice)
+    Conversation.objects.filter(pk=conversation.pk).update(deleted_at=timezone.now())
+    with transaction.atomic(), pytest.raises(ChatError):
+        services.conversation_lock(conversation)
+
+
+def test_compiled_once_and_sentinels_checked(alice):
+    built = []
+
+    def build(pk):
+        built.append(pk)
+        return Conversation.objects.filter(pk=pk)
+
+    query = Prepared(build, pk=SENTINEL)
+    first = services.conversation_create(owner=alice)
+    second = services.conversation_create(owner=alice)
+    assert [c.pk for c in query(pk=first.pk)] == [first.pk]
+    assert [c.pk for c in query(pk=second.pk)] == [second.pk]
+    assert built == [SENTINEL]
+    with pytest.raises(ValueError, match="sentinel 'pk' appears 0 times"):
+        Prepared(lambda pk: Conversation.objects.all(), pk=SENTINEL)()
