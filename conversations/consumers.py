@@ -87,7 +87,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "error", "code": "internal", "message": message, "client_id": _client_id(data if isinstance(data, dict) else {})})
 
     async def cmd_send(self, data: dict[str, Any]) -> None:
-        user_message, reply, spec = await self._db(services.message_send, conversation=self.conversation, content=data.get("content"), runner=self.hub.channel_name)
+        # Stored with the other sends arriving at the same time (sendbatch: group commit).
+        request = services.SendRequest(conversation=self.conversation, content=data.get("content"), runner=self.hub.channel_name)
+        user_message, reply, spec = await self.hub.sends.send(request)
         await self._start(data, reply, spec, user_message)
 
     async def cmd_regenerate(self, data: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from . import frames, renderpool, services
 from .asyncdb import background_db
+from .sendbatch import SendBatcher
 from .services import GenerationSpec
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Hub:
         self._listener: asyncio.Task | None = None
         self.channel_name: str = ""
         self.layer = None
+        self.sends = SendBatcher()
         self.stats = {"started": 0, "finished": 0, "checkpoints": 0, "checkpoint_statements": 0, "frames": 0}
 
     # --- lifecycle -----------------------------------------------------------------------

@@ -163,12 +163,12 @@ def _prepare_request(*, conversation: Conversation, thread: list[Message]) -> _R
     return _Request(model=model, prompt=prompt, summary=summary, max_tokens=max_tokens)
 
 
-def _start_reply(*, conversation: Conversation, parent: Message, thread: list[Message], runner: str) -> tuple[Message, GenerationSpec]:
+def _new_reply(*, conversation: Conversation, parent: Message, thread: list[Message], runner: str, now: datetime) -> tuple[Message, _Request]:
+    """The streaming reply placeholder (not saved yet) and the request Claude gets for it."""
     request = _prepare_request(conversation=conversation, thread=thread)
     if request.prompt.trimmed_messages or compaction.should_compact(conversation=conversation, model=request.model, summary=request.summary):
         compaction.enqueue(conversation.pk)
-    now = timezone.now()
-    reply = Message.objects.create(
+    reply = Message(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
@@ -179,6 +179,12 @@ def _start_reply(*, conversation: Conversation, parent: Message, thread: list[Me
         heartbeat_at=now,
         context_note=request.prompt.note,
     )
+    return reply, request
+
+
+def _start_reply(*, conversation: Conversation, parent: Message, thread: list[Message], runner: str) -> tuple[Message, GenerationSpec]:
+    reply, request = _new_reply(conversation=conversation, parent=parent, thread=thread, runner=runner, now=timezone.now())
+    reply.save(force_insert=True)
     conversation.current_leaf = reply
     conversation.save(update_fields=["current_leaf", "title", "title_source", "updated_at"])
     return reply, _spec(conversation=conversation, reply=reply, request=request)
@@ -218,15 +224,36 @@ _locked_conversation = Prepared(
 _conversation_messages = Prepared(lambda conversation_id: Message.objects.filter(conversation_id=conversation_id), conversation_id=_SENTINEL_ID)
 
 
+def _locked_conversations(ids: list[int]) -> list[Conversation]:
+    """conversation_lock for several conversations, locked in id order."""
+    if len(ids) == 1:
+        rows = list(_locked_conversation(pk=ids[0]))
+    else:
+        rows = list(
+            Conversation.objects.select_for_update(of=("self",))
+            .filter(pk__in=ids, deleted_at__isnull=True)
+            .annotate(has_summary=Exists(Summary.objects.filter(conversation=OuterRef("pk"))))
+            .order_by("pk")
+        )
+    for row in rows:
+        row.has_summary = bool(row.has_summary)  # raw rows skip converters: SQLite says 0/1
+    return rows
+
+
+def conversation_messages_many(conversation_ids: list[int]) -> list[Message]:
+    if len(conversation_ids) == 1:
+        return conversation_messages(conversation_ids[0])
+    return list(Message.objects.filter(conversation_id__in=conversation_ids))
+
+
 def conversation_lock(conversation: Conversation) -> Conversation:
     """The conversation row, locked for this transaction (PostgreSQL; SQLite's IMMEDIATE
     transactions serialise writers anyway). A conversation deleted meanwhile (e.g. from another
     tab, while this socket was open) takes no new messages."""
-    locked = next(iter(_locked_conversation(pk=conversation.pk)), None)
-    if locked is None:
+    locked = _locked_conversations([conversation.pk])
+    if not locked:
         raise ChatError("not_found", "This conversation was deleted.")
-    locked.has_summary = bool(locked.has_summary)  # raw rows skip converters: SQLite says 0/1
-    return locked
+    return locked[0]
 
 
 def conversation_messages(conversation_id: int) -> list[Message]:
@@ -242,7 +269,6 @@ def _refuse_if_generating(conversation: Conversation) -> None:
         raise ChatError("busy", BUSY_MESSAGE)
 
 
-@transaction.atomic
 def message_send(*, conversation: Conversation, content: object, runner: str = "") -> tuple[Message, Message, GenerationSpec]:
     """Store the person's message and a streaming reply placeholder; return the runner's spec.
 
@@ -251,24 +277,84 @@ def message_send(*, conversation: Conversation, content: object, runner: str = "
     Refuses (ChatError "busy") while another reply in the conversation is streaming: one
     answer at a time keeps the thread linear and the cost predictable.
     """
-    content = _validate_content(content)
-    budgets.ensure_within_budget(conversation.owner_id)
-    # Row lock on PostgreSQL; SQLite's IMMEDIATE transactions serialise writers anyway.
-    conversation = conversation_lock(conversation)
-    messages = conversation_messages(conversation.pk)
-    if any(m.status == Message.Status.STREAMING for m in messages):
-        raise ChatError("busy", BUSY_MESSAGE)
-    thread = selectors.conversation_thread(conversation=conversation, messages=messages)
-    parent = thread[-1] if thread else None
-    user_message = Message.objects.create(
-        conversation=conversation, parent=parent, role=Message.Role.USER, content=content, status=Message.Status.COMPLETE
-    )
-    if not conversation.title:
-        # A placeholder until the title task names it (never over a title the person set).
-        conversation.title = _title_from(content)
-        conversation.title_source = Conversation.TitleSource.FIRST_MESSAGE
-    reply, spec = _start_reply(conversation=conversation, parent=user_message, thread=[*thread, user_message], runner=runner)
-    return user_message, reply, spec
+    result = message_send_many([SendRequest(conversation=conversation, content=content, runner=runner)])[0]
+    if isinstance(result, ChatError):
+        raise result
+    return result
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    conversation: Conversation
+    content: object
+    runner: str = ""
+
+
+SendResult = tuple[Message, Message, GenerationSpec]
+
+
+@transaction.atomic
+def message_send_many(requests: list[SendRequest]) -> list[SendResult | ChatError]:
+    """message_send for a burst of sends at once, in one transaction ("group commit").
+
+    Each send stays independent: a refused one (empty, too long, over budget, busy, deleted)
+    gets its ChatError in its place and the others go on. The statements are per batch, not
+    per send: lock every conversation (in id order, so concurrent batches cannot deadlock),
+    read their messages, insert the people's messages, insert the replies, point each
+    conversation at its new reply. Under a burst of sends that is what keeps the time to first
+    token short: each statement is a round trip that must win the GIL back from the busy event
+    loop.
+    """
+    results: list[SendResult | ChatError | None] = [None] * len(requests)
+    accepted: list[tuple[int, str]] = []
+    for i, request in enumerate(requests):
+        try:
+            content = _validate_content(request.content)
+            budgets.ensure_within_budget(request.conversation.owner_id)
+        except ChatError as exc:
+            results[i] = exc
+            continue
+        accepted.append((i, content))
+    if accepted:
+        ids = sorted({requests[i].conversation.pk for i, _ in accepted})
+        locked = {c.pk: c for c in _locked_conversations(ids)}
+        messages: dict[int, list[Message]] = {pk: [] for pk in locked}
+        for message in conversation_messages_many(list(locked)):
+            messages[message.conversation_id].append(message)
+        started: list[tuple[int, Conversation, list[Message], Message]] = []
+        answering: set[int] = set()
+        for i, content in accepted:
+            conversation = locked.get(requests[i].conversation.pk)
+            if conversation is None:
+                results[i] = ChatError("not_found", "This conversation was deleted.")
+                continue
+            if conversation.pk in answering or any(m.status == Message.Status.STREAMING for m in messages[conversation.pk]):
+                results[i] = ChatError("busy", BUSY_MESSAGE)
+                continue
+            answering.add(conversation.pk)  # a second send to it in this batch is refused too
+            thread = selectors.conversation_thread(conversation=conversation, messages=messages[conversation.pk])
+            user_message = Message(
+                conversation=conversation, parent=thread[-1] if thread else None, role=Message.Role.USER,
+                content=content, status=Message.Status.COMPLETE,
+            )
+            if not conversation.title:
+                # A placeholder until the title task names it (never over a title the person set).
+                conversation.title = _title_from(content)
+                conversation.title_source = Conversation.TitleSource.FIRST_MESSAGE
+            started.append((i, conversation, thread, user_message))
+        Message.objects.bulk_create([user_message for _, _, _, user_message in started])
+        replies = []
+        now = timezone.now()
+        for i, conversation, thread, user_message in started:
+            reply, request = _new_reply(conversation=conversation, parent=user_message, thread=[*thread, user_message], runner=requests[i].runner, now=now)
+            replies.append((i, conversation, user_message, reply, request))
+        Message.objects.bulk_create([reply for _, _, _, reply, _ in replies])
+        for i, conversation, user_message, reply, request in replies:
+            conversation.current_leaf = reply
+            conversation.updated_at = now
+            results[i] = (user_message, reply, _spec(conversation=conversation, reply=reply, request=request))
+        Conversation.objects.bulk_update([c for _, c, _, _, _ in replies], ["current_leaf", "title", "title_source", "updated_at"])
+    return results  # type: ignore[return-value]  # every slot is filled
 
 
 @transaction.atomic

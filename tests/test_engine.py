@@ -283,7 +283,7 @@ async def test_a_store_failure_keeps_the_socket_and_reports_plainly(llm, token, 
 
     sock = Socket(alice, conversation.pk)
     await sock.connect()
-    monkeypatch.setattr(services, "message_send", broken)
+    monkeypatch.setattr(services, "message_send_many", broken)
     await sock.send({"type": "send", "content": f"hello {token}", "client_id": "x"})
     error = await sock.receive_type("error")
     assert error["code"] == "internal" and error["client_id"] == "x" and "still in the box" in error["message"]
