@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from django.conf import settings
+
 from . import services
 from .asyncdb import request_db
 from .errors import ChatError
@@ -29,15 +31,18 @@ class SendBatcher:
 
     def __init__(self) -> None:
         self._pending: list[tuple[services.SendRequest, asyncio.Future]] = []
-        self._drainer: asyncio.Task | None = None
+        self._drainers: set[asyncio.Task] = set()
         self.batches = 0  # (for tests and the bench)
 
     async def send(self, request: services.SendRequest) -> services.SendResult:
         """Store one send; raises its ChatError when refused."""
         future = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        # As many batches in flight as there are request threads (PostgreSQL: 2; SQLite: 1).
+        if len(self._drainers) < settings.CHATSITE_DB_THREADS:
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._drainers.add(task)
+            task.add_done_callback(self._drainers.discard)
         result = await future
         if isinstance(result, ChatError):
             raise result

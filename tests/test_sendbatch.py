@@ -91,7 +91,7 @@ async def test_sends_arriving_together_are_stored_in_few_batches(alice):
     batcher = SendBatcher()
     results = await asyncio.gather(*(batcher.send(SendRequest(conversation=c, content=f"burst {i}")) for i, c in enumerate(conversations)))
     assert [spec.conversation_id for _, _, spec in results] == [c.pk for c in conversations]
-    assert batcher.batches <= 3  # the first alone, then everything that arrived meanwhile
+    assert batcher.batches <= 4  # the first one or two alone (one per DB thread), then everything that arrived meanwhile
     assert await sync_to_async(Message.objects.filter(conversation__in=conversations, role="user").count)() == 30
     with pytest.raises(ChatError) as refused:
         await batcher.send(SendRequest(conversation=conversations[0], content="again"))
