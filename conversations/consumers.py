@@ -13,7 +13,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import branches, frames, groups, htmlcache, renderpool, runner, selectors, services
+from . import branches, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services
 from .asyncdb import request_db
 from .errors import ChatError
 from .hub import Hub, get_hub
@@ -46,12 +46,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.hub = get_hub()
         await self.hub.ensure_listening()
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.hub.sockets.add(user.pk, self)
         await self.accept()
         await self.send_json({"type": "hello", "conversation_id": conversation.pk, "current_leaf_id": conversation.current_leaf_id})
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "hub"):
             return
+        self.hub.sockets.discard(self.user.pk, self)
         for gid in tuple(self.following):
             self.hub.unfollow(gid, self)
         try:
@@ -108,7 +110,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_json(payload)
         await self._follow(str(spec.generation_id), 0)
         try:
-            await self.channel_layer.group_send(self.group, {"type": "chat.message_created", "payload": payload, "origin": self.channel_name})
+            event = {"type": "chat.message_created", "payload": payload, "origin": self.channel_name}
+            await fanout.tell_user(self.channel_layer, self.hub.sockets, self.user.pk, event, skip=self.channel_name)
         except Exception:  # other tabs catch up on their next follow; never fail the send for it
             log.exception("Could not announce a new reply to the person's other sockets")
 
@@ -142,7 +145,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         payload = await self._db(_switch_branch, conversation=self.conversation, message_id=_int(data.get("message_id")), client_id=_client_id(data))
         await self.send_json(payload)
         try:
-            await self.channel_layer.group_send(self.group, {"type": "chat.thread", "payload": payload, "origin": self.channel_name})
+            event = {"type": "chat.thread", "payload": payload, "origin": self.channel_name}
+            await fanout.tell_user(self.channel_layer, self.hub.sockets, self.user.pk, event, skip=self.channel_name)
         except Exception:  # other tabs resync on their next reconnect (hello.current_leaf_id)
             log.exception("Could not announce a branch switch to the person's other sockets")
 

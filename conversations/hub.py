@@ -23,6 +23,7 @@ from django.conf import settings
 
 from . import frames, renderpool, services
 from .asyncdb import background_db
+from .fanout import Registry
 from .sendbatch import SendBatcher
 from .services import GenerationSpec
 
@@ -106,6 +107,7 @@ class Hub:
         self.channel_name: str = ""
         self.layer = None
         self.sends = SendBatcher()
+        self.sockets = Registry()  # this process's sockets per person (fanout)
         self.stats = {"started": 0, "finished": 0, "checkpoints": 0, "checkpoint_statements": 0, "frames": 0}
 
     # --- lifecycle -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from html import escape
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import frames, groups, llm, renderpool, services
+from . import fanout, frames, llm, renderpool, services
 from .asyncdb import background_db
 from .hub import Hub, Run
 from .models import Message
@@ -102,7 +102,7 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
         end = _end(run, content=content, html=html, status=status, usage=stored, error_code=error_code, error=error)
     await hub.finish(run, end)
     try:
-        await get_channel_layer().group_send(groups.user_group(spec.owner_id), {"type": "chat.generation_end", "end": end})
+        await fanout.tell_user(get_channel_layer(), hub.sockets, spec.owner_id, {"type": "chat.generation_end", "end": end})
     except Exception:
         log.exception("Could not announce the end of generation %s", run.gid)
 
