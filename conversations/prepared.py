@@ -51,3 +51,35 @@ class Prepared:
         for index, name in slots.items():
             params[index] = values[name]
         return model.objects.raw(sql, params, using=using)
+
+
+def update_rows(model: type[Model], rows: dict[Any, dict[str, Any]], *, using: str = "default") -> int:
+    """Set per-row values on many rows in one statement: `UPDATE … SET f = CASE pk WHEN … END`.
+
+    `rows` maps primary keys to {field name: value}; every row names the same fields. What
+    `QuerySet.bulk_update` does, without building a Case/When expression tree per row and
+    field (for a hundred rows that tree costs far more CPU than the statement).
+    """
+    if not rows:
+        return 0
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    pk_column = quote(meta.pk.column)
+    pks = list(rows)
+    names = list(next(iter(rows.values())))
+    assignments: list[str] = []
+    params: list[Any] = []
+    for name in names:
+        field = meta.get_field(name)
+        # PostgreSQL types a CASE of untyped parameters as text; SQLite must not cast (CAST AS
+        # a datetime type would turn the value numeric there).
+        value = f"CAST(%s AS {field.cast_db_type(connection)})" if connection.vendor == "postgresql" else "%s"
+        cases = " ".join([f"WHEN %s THEN {value}"] * len(pks))
+        assignments.append(f"{quote(field.column)} = CASE {pk_column} {cases} END")
+        for pk in pks:
+            params += [pk, field.get_db_prep_save(rows[pk][name], connection)]
+    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {pk_column} IN ({', '.join(['%s'] * len(pks))})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params + pks)
+        return cursor.rowcount

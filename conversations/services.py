@@ -22,7 +22,7 @@ from . import budgets, compaction, modelcache, prompting, prompts, selectors
 from .errors import ChatError
 from .llm import Usage
 from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
-from .prepared import Prepared
+from .prepared import Prepared, update_rows
 from .pricing import Prices, cost_of
 
 
@@ -353,7 +353,10 @@ def message_send_many(requests: list[SendRequest]) -> list[SendResult | ChatErro
             conversation.current_leaf = reply
             conversation.updated_at = now
             results[i] = (user_message, reply, _spec(conversation=conversation, reply=reply, request=request))
-        Conversation.objects.bulk_update([c for _, c, _, _, _ in replies], ["current_leaf", "title", "title_source", "updated_at"])
+        update_rows(Conversation, {
+            c.pk: {"current_leaf": c.current_leaf_id, "title": c.title, "title_source": c.title_source, "updated_at": now}
+            for _, c, _, _, _ in replies
+        })
     return results  # type: ignore[return-value]  # every slot is filled
 
 

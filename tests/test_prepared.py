@@ -58,3 +58,24 @@ def test_compiled_once_and_sentinels_checked(alice):
     assert built == [SENTINEL]
     with pytest.raises(ValueError, match="sentinel 'pk' appears 0 times"):
         Prepared(lambda pk: Conversation.objects.all(), pk=SENTINEL)()
+
+
+def test_update_rows_sets_each_rows_own_values_and_nothing_else(alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.prepared import update_rows
+
+    a, b, untouched = (services.conversation_create(owner=alice) for _ in range(3))
+    when = timezone.now() - timedelta(days=3)
+    changed = update_rows(Conversation, {
+        a.pk: {"title": "It's \"quoted\"; DROP TABLE x", "current_leaf": None, "updated_at": when},
+        b.pk: {"title": "ünïcode ✓", "current_leaf": None, "updated_at": when + timedelta(hours=1)},
+    })
+    assert changed == 2
+    a.refresh_from_db(), b.refresh_from_db(), untouched.refresh_from_db()
+    assert (a.title, a.updated_at) == ("It's \"quoted\"; DROP TABLE x", when)
+    assert (b.title, b.updated_at) == ("ünïcode ✓", when + timedelta(hours=1))
+    assert untouched.title == "" and untouched.updated_at > when + timedelta(days=1)
+    assert update_rows(Conversation, {}) == 0
