@@ -222,6 +222,8 @@ CHATSITE_CHECKPOINT_SECONDS = env.float("CHATSITE_CHECKPOINT_SECONDS", default=1
 CHATSITE_DELTA_BATCH_SECONDS = env.float("CHATSITE_DELTA_BATCH_SECONDS", default=0.04)
 # Helper processes that render finished replies' markdown off the web process's GIL (0: a thread).
 CHATSITE_RENDER_PROCESSES = env.int("CHATSITE_RENDER_PROCESSES", default=1)
+# A reply whose rendering takes longer is shown as plain text (and the helper replaced).
+CHATSITE_RENDER_TIMEOUT_SECONDS = env.float("CHATSITE_RENDER_TIMEOUT_SECONDS", default=10.0)
 CHATSITE_HEARTBEAT_STALE_SECONDS = env.float("CHATSITE_HEARTBEAT_STALE_SECONDS", default=20.0)
 # Count SQL writes per process (shown on /chat/ops/streams.json; used by bench/streams.py).
 CHATSITE_COUNT_DB_WRITES = env.bool("CHATSITE_COUNT_DB_WRITES", default=False)

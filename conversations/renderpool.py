@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from html import escape
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -40,25 +41,42 @@ def _executor() -> ProcessPoolExecutor | None:
     return _pool
 
 
-def _discard(pool: ProcessPoolExecutor) -> None:
+def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
     global _pool
     if _pool is pool:
         _pool = None
+    if kill:  # a helper stuck on one text would never take another (nor exit by itself)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def render(text: str) -> str:
-    """render_markdown(text), computed in a helper process."""
+    """render_markdown(text), computed in a helper process.
+
+    Never hangs the end of a reply: past CHATSITE_RENDER_TIMEOUT_SECONDS the helper is
+    replaced and the text is shown as it is (escaped).
+    """
     pool = _executor()
     if pool is not None:
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, render_markdown, text)
+            future = asyncio.get_running_loop().run_in_executor(pool, render_markdown, text)
+            return await asyncio.wait_for(future, settings.CHATSITE_RENDER_TIMEOUT_SECONDS)
         except BrokenProcessPool:
             log.warning("A markdown helper process died; rendering this reply in the web process")
             _discard(pool)
+        except TimeoutError:
+            log.error("Rendering %d characters took over %ss; showing them unrendered", len(text), settings.CHATSITE_RENDER_TIMEOUT_SECONDS)
+            _discard(pool, kill=True)
+            return plain_html(text)
         except RuntimeError:  # the pool was shut down (process exit) under us
             pass
     return await background_db(render_markdown)(text)
+
+
+def plain_html(text: str) -> str:
+    """The text as it is, escaped: what a reply shows when it cannot be rendered."""
+    return f"<pre>{escape(text)}</pre>"
 
 
 def warm() -> None:

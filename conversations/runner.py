@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from html import escape
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -94,7 +93,7 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
         html = rendered
     else:  # a renderer bug must not cost the reply: show its text as it is, escaped
         log.error("Could not render the end of generation %s", run.gid, exc_info=rendered)
-        html = f"<pre>{escape(content)}</pre>"
+        html = renderpool.plain_html(content)
     if isinstance(stored, BaseException):
         log.error("Could not store the end of generation %s; the reaper will mark it interrupted", run.gid, exc_info=stored)
         end = _end(run, content=content, html=html, status=Message.Status.ERROR, usage={}, error_code="internal", error="The reply could not be saved.")

@@ -48,3 +48,29 @@ async def test_zero_helpers_renders_in_a_thread(settings):
     settings.CHATSITE_RENDER_PROCESSES = 0
     assert renderpool._executor() is None
     assert await renderpool.render(TEXT) == render_markdown(TEXT)
+
+
+def _stuck(text: str) -> str:  # (module level: the helper imports it by name)
+    import time
+
+    time.sleep(60)
+    return text
+
+
+async def test_a_stuck_render_times_out_to_escaped_text_and_the_helper_is_replaced(fresh_pool, settings, monkeypatch):
+    settings.CHATSITE_RENDER_TIMEOUT_SECONDS = 1
+    await renderpool.render("warm up")
+    pool = renderpool._executor()
+    stuck_pids = [p.pid for p in pool._processes.values()]
+    monkeypatch.setattr(renderpool, "render_markdown", _stuck)
+    assert await renderpool.render("<b>5 < 6</b>") == "<pre>&lt;b&gt;5 &lt; 6&lt;/b&gt;</pre>"
+    for pid in stuck_pids:  # killed, not left sleeping
+        with pytest.raises(ProcessLookupError):
+            for _ in range(50):
+                os.kill(pid, 0)
+                import time
+
+                time.sleep(0.1)
+    monkeypatch.undo()
+    assert await renderpool.render(TEXT) == render_markdown(TEXT)
+    assert renderpool._executor() is not pool
