@@ -89,9 +89,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_json({"type": "error", "code": "internal", "message": message, "client_id": _client_id(data if isinstance(data, dict) else {})})
 
     async def cmd_send(self, data: dict[str, Any]) -> None:
-        # Stored with the other sends arriving at the same time (sendbatch: group commit).
+        # Stored with the other sends arriving at the same time (batching: group commit).
         request = services.SendRequest(conversation=self.conversation, content=data.get("content"), runner=self.hub.channel_name)
-        user_message, reply, spec = await self.hub.sends.send(request)
+        user_message, reply, spec = await self.hub.sends.submit(request)
         await self._start(data, reply, spec, user_message)
 
     async def cmd_regenerate(self, data: dict[str, Any]) -> None:

@@ -22,9 +22,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import frames, renderpool, services
-from .asyncdb import background_db
+from .asyncdb import background_db, request_db
+from .batching import Batcher
 from .fanout import Registry
-from .sendbatch import SendBatcher
 from .services import GenerationSpec
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,9 @@ class Hub:
         self._listener: asyncio.Task | None = None
         self.channel_name: str = ""
         self.layer = None
-        self.sends = SendBatcher()
+        # Group commit for the two bursts: sends, and replies ending (see batching).
+        self.sends = Batcher(lambda requests: services.message_send_many(requests), run=request_db, concurrency=lambda: settings.CHATSITE_DB_THREADS)
+        self.endings = Batcher(lambda endings: _persist_final_many(endings), run=background_db)
         self.sockets = Registry()  # this process's sockets per person (fanout)
         self.stats = {"started": 0, "finished": 0, "checkpoints": 0, "checkpoint_statements": 0, "frames": 0}
 
@@ -311,3 +313,10 @@ def get_hub() -> Hub:
         _hubs.clear()
         hub = _hubs[id(loop)] = Hub()
     return hub
+
+
+def _persist_final_many(endings):
+    from .runner import persist_final_many  # (runner imports this module)
+
+    return persist_final_many(endings)
+

@@ -53,33 +53,48 @@ class Prepared:
         return model.objects.raw(sql, params, using=using)
 
 
-def update_rows(model: type[Model], rows: dict[Any, dict[str, Any]], *, using: str = "default") -> int:
+def update_rows(model: type[Model], rows: dict[Any, dict[str, Any]], *, match: dict[str, dict[Any, Any]] | None = None,
+                status_in: tuple[str, list[Any]] | None = None, using: str = "default") -> list[Any]:
     """Set per-row values on many rows in one statement: `UPDATE … SET f = CASE pk WHEN … END`.
 
-    `rows` maps primary keys to {field name: value}; every row names the same fields. What
-    `QuerySet.bulk_update` does, without building a Case/When expression tree per row and
-    field (for a hundred rows that tree costs far more CPU than the statement).
+    `rows` maps primary keys to {field name: value}; every row names the same fields. A row is
+    updated only where its `match` fields (per row: {field: {pk: value}}) equal the given
+    values and, with `status_in=(field, values)`, that field is one of them. Returns the
+    primary keys updated.
+
+    What `QuerySet.bulk_update` does, without building a Case/When expression tree per row and
+    field (for a hundred rows that tree costs far more CPU than the statement), and with the
+    conditions and RETURNING that bulk_update lacks.
     """
     if not rows:
-        return 0
+        return []
     connection = connections[using]
     quote = connection.ops.quote_name
     meta = model._meta
     pk_column = quote(meta.pk.column)
     pks = list(rows)
-    names = list(next(iter(rows.values())))
-    assignments: list[str] = []
-    params: list[Any] = []
-    for name in names:
+
+    def case(name: str, values: dict[Any, Any], params: list[Any]) -> str:
         field = meta.get_field(name)
         # PostgreSQL types a CASE of untyped parameters as text; SQLite must not cast (CAST AS
         # a datetime type would turn the value numeric there).
         value = f"CAST(%s AS {field.cast_db_type(connection)})" if connection.vendor == "postgresql" else "%s"
-        cases = " ".join([f"WHEN %s THEN {value}"] * len(pks))
-        assignments.append(f"{quote(field.column)} = CASE {pk_column} {cases} END")
         for pk in pks:
-            params += [pk, field.get_db_prep_save(rows[pk][name], connection)]
-    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {pk_column} IN ({', '.join(['%s'] * len(pks))})"
+            params += [pk, field.get_db_prep_save(values[pk], connection)]
+        return f"CASE {pk_column} {' '.join([f'WHEN %s THEN {value}'] * len(pks))} END"
+
+    params: list[Any] = []
+    names = list(next(iter(rows.values())))
+    assignments = [f"{quote(meta.get_field(name).column)} = {case(name, {pk: rows[pk][name] for pk in pks}, params)}" for name in names]
+    where = [f"{pk_column} IN ({', '.join(['%s'] * len(pks))})"]
+    params += pks
+    for name, values in (match or {}).items():
+        where.append(f"{quote(meta.get_field(name).column)} = {case(name, values, params)}")
+    if status_in is not None:
+        name, allowed = status_in
+        where.append(f"{quote(meta.get_field(name).column)} IN ({', '.join(['%s'] * len(allowed))})")
+        params += list(allowed)
+    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE {' AND '.join(where)} RETURNING {pk_column}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, params + pks)
-        return cursor.rowcount
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]

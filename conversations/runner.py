@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import dataclass
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import fanout, frames, llm, renderpool, services
-from .asyncdb import background_db
 from .hub import Hub, Run
 from .models import Message
 from .pricing import cost_of
@@ -85,7 +85,7 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
     content = run.text()
     # Store and render at the same time: the rendering runs in a helper process (renderpool).
     stored, rendered = await asyncio.gather(
-        background_db(_persist_final)(run=run, content=content, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error),
+        hub.endings.submit(Ending(spec=spec, content=content, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error)),
         renderpool.render(content),
         return_exceptions=True,
     )
@@ -106,32 +106,60 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
         log.exception("Could not announce the end of generation %s", run.gid)
 
 
-def _persist_final(*, run: Run, content: str, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> dict:
-    """Write the final state; return the usage totals the end frame shows."""
-    spec = run.spec
-    services.generation_finish(
-        message_id=spec.message_id,
-        conversation_id=spec.conversation_id,
-        generation_id=spec.generation_id,
-        content=content,
-        status=status,
-        usage=usage,
-        stop_reason=stop_reason or "",
-        error_code=error_code,
-        error=error,
-        owner_id=spec.owner_id,
-        prices=spec.prices,
-        summary_id=spec.summary_id,
-        accumulate=bool(spec.initial_text),
-    )
-    services.reply_followups(spec=spec, status=status, usage=usage)
+@dataclass(frozen=True)
+class Ending:
+    """What persist_final_many writes for one generation."""
+
+    spec: services.GenerationSpec
+    content: str
+    status: str
+    usage: llm.Usage
+    stop_reason: str
+    error_code: str
+    error: str
+
+
+def persist_final_many(endings: list[Ending]) -> list[dict | BaseException]:
+    """Write the final state of each generation; return the usage totals each end frame shows.
+
+    New replies are written together (services.generation_finish_many: a burst of replies
+    ending at once costs a few statements); a continued reply adds its usage to the stored
+    counters on its own.
+    """
+    fresh = [e for e in endings if not e.spec.initial_text]
+    services.generation_finish_many([
+        services.Finish(
+            message_id=e.spec.message_id, conversation_id=e.spec.conversation_id, generation_id=e.spec.generation_id,
+            content=e.content, status=e.status, usage=e.usage, stop_reason=e.stop_reason or "", error_code=e.error_code,
+            error=e.error, owner_id=e.spec.owner_id, prices=e.spec.prices, summary_id=e.spec.summary_id,
+        )
+        for e in fresh
+    ])
+    results: list[dict | BaseException] = []
+    for e in endings:
+        try:
+            results.append(_persist_one(e))
+        except Exception as exc:  # noqa: BLE001 - that generation's own failure
+            results.append(exc)
+    return results
+
+
+def _persist_one(e: Ending) -> dict:
+    spec = e.spec
+    if spec.initial_text:
+        services.generation_finish(
+            message_id=spec.message_id, conversation_id=spec.conversation_id, generation_id=spec.generation_id,
+            content=e.content, status=e.status, usage=e.usage, stop_reason=e.stop_reason or "", error_code=e.error_code,
+            error=e.error, owner_id=spec.owner_id, prices=spec.prices, summary_id=spec.summary_id, accumulate=True,
+        )
+    services.reply_followups(spec=spec, status=e.status, usage=e.usage)
     if spec.initial_text:
         # A continued reply's usage adds up over its generations: read the stored total.
         totals = Message.objects.filter(pk=spec.message_id).values(*_USAGE_FIELDS, "cost").first() or {}
         totals["cost"] = str(totals.get("cost", "0"))
     else:
-        totals = {name: getattr(usage, name) for name in _USAGE_FIELDS}
-        totals["cost"] = str(cost_of(usage, spec.prices).total) if spec.prices else "0"
+        totals = {name: getattr(e.usage, name) for name in _USAGE_FIELDS}
+        totals["cost"] = str(cost_of(e.usage, spec.prices).total) if spec.prices else "0"
     return totals
 
 

@@ -505,6 +505,71 @@ def generation_finish(
     return bool(updated)
 
 
+@dataclass(frozen=True)
+class Finish:
+    """generation_finish's arguments, for a batch (a new reply's: its counters start at zero)."""
+
+    message_id: int
+    conversation_id: int
+    generation_id: uuid.UUID
+    content: str
+    status: str
+    usage: Usage
+    stop_reason: str = ""
+    error_code: str = ""
+    error: str = ""
+    owner_id: int | None = None
+    prices: Prices | None = None
+    summary_id: int | None = None
+
+
+@transaction.atomic
+def generation_finish_many(finishes: list[Finish]) -> list[bool]:
+    """generation_finish for many new replies at once (see runner: the ends of a burst of
+    replies): one UPDATE of the messages, at most two of the conversations, one INSERT into the
+    ledger. Returns, per finish, whether it wrote the reply (False: already finished)."""
+    if not finishes:
+        return []
+    now = timezone.now()
+    rows: dict[int, dict[str, Any]] = {}
+    for f in finishes:
+        cost = cost_of(f.usage, f.prices) if f.prices is not None else None
+        rows[f.message_id] = {
+            "content": f.content, "status": f.status,
+            "input_tokens": f.usage.input_tokens, "output_tokens": f.usage.output_tokens,
+            "cache_creation_input_tokens": f.usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": f.usage.cache_read_input_tokens,
+            "cache_creation_1h_input_tokens": f.usage.cache_creation_1h_input_tokens,
+            "cost": cost.total if cost is not None else 0,
+            "stop_reason": f.stop_reason or "", "error_code": f.error_code, "error": f.error,
+            "heartbeat_at": None, "finished_at": now, "updated_at": now,
+        }
+    updated = set(update_rows(
+        Message, rows,
+        match={"generation_id": {f.message_id: f.generation_id for f in finishes}},
+        status_in=("status", [Message.Status.STREAMING, Message.Status.INTERRUPTED]),
+    ))
+    # What the next request starts from, known exactly; compaction decides on it.
+    measured = {f.conversation_id: {"updated_at": now, "context_tokens": f.usage.prompt_tokens + f.usage.output_tokens, "context_summary": f.summary_id}
+                for f in finishes if f.message_id in updated and f.usage.prompt_tokens}
+    touched = {f.conversation_id: {"updated_at": now} for f in finishes if f.message_id in updated and not f.usage.prompt_tokens}
+    update_rows(Conversation, measured)
+    update_rows(Conversation, touched)
+    billed = [f for f in finishes if f.owner_id is not None and f.prices is not None and (f.usage.prompt_tokens or f.usage.output_tokens)]
+    unwritten = [f.message_id for f in billed if f.message_id not in updated]
+    existing = set(Message.objects.filter(pk__in=unwritten).values_list("pk", flat=True)) if unwritten else set()
+    ledger = []
+    for f in billed:
+        if f.message_id in updated:
+            ledger.append(_usage_row(user_id=f.owner_id, conversation_id=f.conversation_id, message_id=f.message_id, kind=UsageRecord.Kind.REPLY, usage=f.usage, prices=f.prices))
+        elif f.message_id not in existing:
+            # Deleted with its conversation while Claude was answering: the tokens were still
+            # billed, so they still count against the person's budget.
+            ledger.append(_usage_row(user_id=f.owner_id, conversation_id=None, message_id=None, kind=UsageRecord.Kind.REPLY, usage=f.usage, prices=f.prices))
+    UsageRecord.objects.bulk_create(ledger)
+    return [f.message_id in updated for f in finishes]
+
+
 def reply_followups(*, spec: GenerationSpec, status: str, usage: Usage) -> None:
     """Background work a finished reply may call for: a title, a compaction step."""
     from . import titles
@@ -517,9 +582,15 @@ def reply_followups(*, spec: GenerationSpec, status: str, usage: Usage) -> None:
 
 def usage_record(*, user_id: int, conversation_id: int | None, message_id: int | None, kind: str, usage: Usage, prices: Prices) -> UsageRecord:
     """Put one billed call in the ledger (replies, summaries and titles alike)."""
+    row = _usage_row(user_id=user_id, conversation_id=conversation_id, message_id=message_id, kind=kind, usage=usage, prices=prices)
+    row.save(force_insert=True)
+    return row
+
+
+def _usage_row(*, user_id: int, conversation_id: int | None, message_id: int | None, kind: str, usage: Usage, prices: Prices) -> UsageRecord:
     cost = cost_of(usage, prices)
     one_hour = min(usage.cache_creation_1h_input_tokens, usage.cache_creation_input_tokens)
-    return UsageRecord.objects.create(
+    return UsageRecord(
         user_id=user_id, conversation_id=conversation_id, message_id=message_id, kind=kind, model=prices.model_id,
         input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
         cache_write_5m_tokens=usage.cache_creation_input_tokens - one_hour, cache_write_1h_tokens=one_hour,

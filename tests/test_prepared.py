@@ -73,9 +73,30 @@ def test_update_rows_sets_each_rows_own_values_and_nothing_else(alice):
         a.pk: {"title": "It's \"quoted\"; DROP TABLE x", "current_leaf": None, "updated_at": when},
         b.pk: {"title": "ünïcode ✓", "current_leaf": None, "updated_at": when + timedelta(hours=1)},
     })
-    assert changed == 2
+    assert sorted(changed) == sorted([a.pk, b.pk])
     a.refresh_from_db(), b.refresh_from_db(), untouched.refresh_from_db()
     assert (a.title, a.updated_at) == ("It's \"quoted\"; DROP TABLE x", when)
     assert (b.title, b.updated_at) == ("ünïcode ✓", when + timedelta(hours=1))
     assert untouched.title == "" and untouched.updated_at > when + timedelta(days=1)
-    assert update_rows(Conversation, {}) == 0
+    assert update_rows(Conversation, {}) == []
+
+
+def test_update_rows_only_where_each_rows_guard_holds(alice):
+    from conversations.prepared import update_rows
+
+    conversation = services.conversation_create(owner=alice)
+    _, first, _ = services.message_send(conversation=conversation, content="one")
+    other = services.conversation_create(owner=alice)
+    _, second, _ = services.message_send(conversation=other, content="two")
+    _, third, _ = services.message_send(conversation=services.conversation_create(owner=alice), content="three")
+    Message.objects.filter(pk=third.pk).update(status=Message.Status.COMPLETE)
+    import uuid
+
+    updated = update_rows(
+        Message,
+        {first.pk: {"content": "A"}, second.pk: {"content": "B"}, third.pk: {"content": "C"}},
+        match={"generation_id": {first.pk: first.generation_id, second.pk: uuid.uuid4(), third.pk: third.generation_id}},
+        status_in=("status", [Message.Status.STREAMING]),
+    )
+    assert updated == [first.pk]  # second: another generation; third: no longer streaming
+    assert [Message.objects.get(pk=m.pk).content for m in (first, second, third)] == ["A", "", ""]

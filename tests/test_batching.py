@@ -1,4 +1,4 @@
-"""Group commit: a burst of sends stored together, each refused or accepted on its own."""
+"""Group commit: a burst of sends (or of replies ending) stored together, each with its own outcome."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from accounts.models import SpendLimit
 from conversations import services
 from conversations.errors import ChatError
 from conversations.models import Conversation, Message, UsageRecord
-from conversations.sendbatch import SendBatcher
+from conversations.hub import Hub
 from conversations.services import SendRequest
 
 pytestmark = pytest.mark.django_db
@@ -88,13 +88,13 @@ def test_a_batch_costs_the_same_statements_for_2_sends_as_for_20(alice):
 @pytest.mark.django_db(transaction=True)
 async def test_sends_arriving_together_are_stored_in_few_batches(alice):
     conversations = [await sync_to_async(services.conversation_create)(owner=alice) for _ in range(30)]
-    batcher = SendBatcher()
-    results = await asyncio.gather(*(batcher.send(SendRequest(conversation=c, content=f"burst {i}")) for i, c in enumerate(conversations)))
+    batcher = Hub().sends
+    results = await asyncio.gather(*(batcher.submit(SendRequest(conversation=c, content=f"burst {i}")) for i, c in enumerate(conversations)))
     assert [spec.conversation_id for _, _, spec in results] == [c.pk for c in conversations]
     assert batcher.batches <= 4  # the first one or two alone (one per DB thread), then everything that arrived meanwhile
     assert await sync_to_async(Message.objects.filter(conversation__in=conversations, role="user").count)() == 30
     with pytest.raises(ChatError) as refused:
-        await batcher.send(SendRequest(conversation=conversations[0], content="again"))
+        await batcher.submit(SendRequest(conversation=conversations[0], content="again"))
     assert refused.value.code == "busy"
 
 
@@ -111,10 +111,76 @@ async def test_a_failing_batch_is_retried_send_by_send(alice, monkeypatch):
         return real(requests)
 
     monkeypatch.setattr(services, "message_send_many", fails_in_batches)
-    batcher = SendBatcher()
+    batcher = Hub().sends
     outcomes = await asyncio.gather(
-        *(batcher.send(SendRequest(conversation=c, content=text)) for c, text in zip(conversations, ["one", "poison", "three"])),
+        *(batcher.submit(SendRequest(conversation=c, content=text)) for c, text in zip(conversations, ["one", "poison", "three"])),
         return_exceptions=True,
     )
     assert isinstance(outcomes[1], RuntimeError)
     assert [o[0].content for i, o in enumerate(outcomes) if i != 1] == ["one", "three"]
+
+
+def _spec_and_reply(owner, content: str):
+    conversation = services.conversation_create(owner=owner)
+    user_message, reply, spec = services.message_send(conversation=conversation, content=content)
+    return conversation, reply, spec
+
+
+def _finish(spec, content: str, usage) -> services.Finish:
+    return services.Finish(
+        message_id=spec.message_id, conversation_id=spec.conversation_id, generation_id=spec.generation_id,
+        content=content, status=Message.Status.COMPLETE, usage=usage, stop_reason="end_turn",
+        owner_id=spec.owner_id, prices=spec.prices, summary_id=None,
+    )
+
+
+def test_replies_ending_together_are_written_together_each_as_if_alone(alice):
+    from conversations.llm import Usage
+
+    usage = Usage(input_tokens=1200, output_tokens=80, cache_read_input_tokens=3000)
+    done_conversation, done, done_spec = _spec_and_reply(alice, "first")
+    stale_conversation, stale, stale_spec = _spec_and_reply(alice, "second")
+    Message.objects.filter(pk=stale.pk).update(status=Message.Status.COMPLETE, content="finished elsewhere")
+    gone_conversation, gone, gone_spec = _spec_and_reply(alice, "third")
+    gone_conversation.delete()  # deleted (for good) while Claude was answering
+
+    results = services.generation_finish_many([_finish(s, f"answer {i}", usage) for i, s in enumerate((done_spec, stale_spec, gone_spec))])
+
+    assert results == [True, False, False]
+    done.refresh_from_db(), stale.refresh_from_db()
+    assert (done.content, done.status, done.input_tokens, done.output_tokens, done.cache_read_input_tokens) == ("answer 0", "complete", 1200, 80, 3000)
+    assert done.cost > 0 and done.heartbeat_at is None and done.finished_at is not None
+    assert (stale.content, stale.input_tokens) == ("finished elsewhere", 0)
+    done_conversation.refresh_from_db()
+    assert done_conversation.context_tokens == 1200 + 3000 + 80
+    ledger = list(UsageRecord.objects.order_by("id").values_list("message_id", "conversation_id", "input_tokens", "cost"))
+    assert ledger == [(done.pk, done_conversation.pk, 1200, done.cost), (None, None, 1200, done.cost)]
+
+
+def test_finishing_costs_the_same_statements_for_2_replies_as_for_20(alice):
+    from conversations.llm import Usage
+
+    def statements(n: int) -> int:
+        specs = [_spec_and_reply(alice, f"q{i}")[2] for i in range(n)]
+        with CaptureQueriesContext(connection) as queries:
+            assert services.generation_finish_many([_finish(s, "a", Usage(input_tokens=10, output_tokens=5)) for s in specs]) == [True] * n
+        return len(queries)
+
+    assert statements(20) == statements(2) <= 6
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_ends_arriving_together_are_stored_in_few_batches(alice):
+    from conversations.llm import Usage
+    from conversations.runner import Ending
+
+    specs = [(await sync_to_async(_spec_and_reply)(alice, f"q{i}"))[2] for i in range(20)]
+    batcher = Hub().endings
+    totals = await asyncio.gather(*(
+        batcher.submit(Ending(spec=s, content=f"a{i}", status="complete", usage=Usage(input_tokens=10, output_tokens=i + 1), stop_reason="end_turn", error_code="", error=""))
+        for i, s in enumerate(specs)
+    ))
+    assert [t["output_tokens"] for t in totals] == list(range(1, 21))
+    assert batcher.batches <= 2
+    stored = await sync_to_async(lambda: list(Message.objects.filter(pk__in=[s.message_id for s in specs]).order_by("id").values_list("content", "status")))()
+    assert stored == [(f"a{i}", "complete") for i in range(20)]
