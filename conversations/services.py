@@ -163,12 +163,11 @@ def _prepare_request(*, conversation: Conversation, thread: list[Message]) -> _R
     return _Request(model=model, prompt=prompt, summary=summary, max_tokens=max_tokens)
 
 
-def _new_reply(*, conversation: Conversation, parent: Message, thread: list[Message], runner: str, now: datetime) -> tuple[Message, _Request]:
-    """The streaming reply placeholder (not saved yet) and the request Claude gets for it."""
-    request = _prepare_request(conversation=conversation, thread=thread)
+def _reply_placeholder(*, conversation: Conversation, parent: Message, request: _Request, runner: str, now: datetime) -> Message:
+    """The streaming reply (not saved yet) for a prepared request; queues compaction if due."""
     if request.prompt.trimmed_messages or compaction.should_compact(conversation=conversation, model=request.model, summary=request.summary):
         compaction.enqueue(conversation.pk)
-    reply = Message(
+    return Message(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
@@ -179,11 +178,11 @@ def _new_reply(*, conversation: Conversation, parent: Message, thread: list[Mess
         heartbeat_at=now,
         context_note=request.prompt.note,
     )
-    return reply, request
 
 
 def _start_reply(*, conversation: Conversation, parent: Message, thread: list[Message], runner: str) -> tuple[Message, GenerationSpec]:
-    reply, request = _new_reply(conversation=conversation, parent=parent, thread=thread, runner=runner, now=timezone.now())
+    request = _prepare_request(conversation=conversation, thread=thread)
+    reply = _reply_placeholder(conversation=conversation, parent=parent, request=request, runner=runner, now=timezone.now())
     reply.save(force_insert=True)
     conversation.current_leaf = reply
     conversation.save(update_fields=["current_leaf", "title", "title_source", "updated_at"])
@@ -321,7 +320,7 @@ def message_send_many(requests: list[SendRequest]) -> list[SendResult | ChatErro
         messages: dict[int, list[Message]] = {pk: [] for pk in locked}
         for message in conversation_messages_many(list(locked)):
             messages[message.conversation_id].append(message)
-        started: list[tuple[int, Conversation, list[Message], Message]] = []
+        started: list[tuple[int, Conversation, Message, _Request]] = []
         answering: set[int] = set()
         for i, content in accepted:
             conversation = locked.get(requests[i].conversation.pk)
@@ -331,22 +330,27 @@ def message_send_many(requests: list[SendRequest]) -> list[SendResult | ChatErro
             if conversation.pk in answering or any(m.status == Message.Status.STREAMING for m in messages[conversation.pk]):
                 results[i] = ChatError("busy", BUSY_MESSAGE)
                 continue
-            answering.add(conversation.pk)  # a second send to it in this batch is refused too
             thread = selectors.conversation_thread(conversation=conversation, messages=messages[conversation.pk])
             user_message = Message(
                 conversation=conversation, parent=thread[-1] if thread else None, role=Message.Role.USER,
                 content=content, status=Message.Status.COMPLETE,
             )
+            try:  # before anything is stored: a refusal (e.g. the model was turned off) stores nothing
+                request = _prepare_request(conversation=conversation, thread=[*thread, user_message])
+            except ChatError as exc:
+                results[i] = exc
+                continue
+            answering.add(conversation.pk)  # a second send to it in this batch is refused too
             if not conversation.title:
                 # A placeholder until the title task names it (never over a title the person set).
                 conversation.title = _title_from(content)
                 conversation.title_source = Conversation.TitleSource.FIRST_MESSAGE
-            started.append((i, conversation, thread, user_message))
-        Message.objects.bulk_create([user_message for _, _, _, user_message in started])
+            started.append((i, conversation, user_message, request))
+        Message.objects.bulk_create([user_message for _, _, user_message, _ in started])
         replies = []
         now = timezone.now()
-        for i, conversation, thread, user_message in started:
-            reply, request = _new_reply(conversation=conversation, parent=user_message, thread=[*thread, user_message], runner=requests[i].runner, now=now)
+        for i, conversation, user_message, request in started:
+            reply = _reply_placeholder(conversation=conversation, parent=user_message, request=request, runner=requests[i].runner, now=now)
             replies.append((i, conversation, user_message, reply, request))
         Message.objects.bulk_create([reply for _, _, _, reply, _ in replies])
         for i, conversation, user_message, reply, request in replies:

@@ -184,3 +184,19 @@ async def test_ends_arriving_together_are_stored_in_few_batches(alice):
     assert batcher.batches <= 2
     stored = await sync_to_async(lambda: list(Message.objects.filter(pk__in=[s.message_id for s in specs]).order_by("id").values_list("content", "status")))()
     assert stored == [(f"a{i}", "complete") for i in range(20)]
+
+
+def test_a_send_refused_after_reading_its_thread_stores_nothing_and_spares_the_others(alice):
+    """A model turned off by an administrator is found while the request is prepared: that
+    send is refused before anything of the batch is stored, and the rest of the batch goes on."""
+    from conversations import modelcache
+    from conversations.models import LLMModel
+
+    ok = services.conversation_create(owner=alice)
+    off = services.conversation_create(owner=alice, model="claude-opus-5-5")
+    LLMModel.objects.filter(model_id="claude-opus-5-5").update(enabled=False)
+    modelcache.clear()
+    results = services.message_send_many([SendRequest(conversation=off, content="hello?"), SendRequest(conversation=ok, content="hello!")])
+    assert isinstance(results[0], ChatError) and results[0].code == "model_disabled"
+    assert not Message.objects.filter(conversation=off).exists()
+    assert Message.objects.filter(conversation=ok).count() == 2
