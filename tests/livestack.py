@@ -30,6 +30,14 @@ from urllib.parse import urlsplit, urlunsplit
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_PATH = "/accounts/login/"
 STOP_TIMEOUT = 5.0
+# The live server keeps admin-edited rows (models, prices, spend limits) this many seconds.
+CATALOG_CACHE_SECONDS = 1.0
+
+
+def catalog_cache_expired() -> None:
+    """Wait until an admin edit made from a shell is seen by the live server (as in
+    production, edits apply within CHATSITE_CATALOG_CACHE_SECONDS)."""
+    time.sleep(CATALOG_CACHE_SECONDS + 0.2)
 _numbers = itertools.count(1)
 
 
@@ -138,6 +146,9 @@ class LiveStack:
             ANTHROPIC_BASE_URL=self.anthropic_url,
             ANTHROPIC_API_KEY="",  # the UI then shows the "Offline demo model" badge
             CHATSITE_CHECKPOINT_SECONDS="0.5",
+            # Admin edits (prices, spend limits) apply within this long; tests that make one
+            # from a shell wait it out (see catalog_cache_expired).
+            CHATSITE_CATALOG_CACHE_SECONDS=str(CATALOG_CACHE_SECONDS),
             PYTHONUNBUFFERED="1",
         )
         for name in ("CHATSITE_OFFLINE_DEMO", "CSRF_TRUSTED_ORIGINS", "SECURE_COOKIES", "BEHIND_PROXY"):

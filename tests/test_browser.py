@@ -14,7 +14,7 @@ import uuid
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.livestack import LiveStack
+from tests.livestack import LiveStack, catalog_cache_expired
 from tests.browser import unique
 
 SCREENSHOT = "/tmp/chatsite-e2e.png"
@@ -552,6 +552,7 @@ def test_send_over_the_monthly_budget_keeps_the_text_and_links_to_usage(page: Pa
         "from accounts.models import SpendLimit\n"
         f"SpendLimit.objects.create(user=get_user_model().objects.get(username='{username}'), monthly_limit=0)\n"
     ))
+    catalog_cache_expired()
     message = f"Anything at all {unique('budget')}"
     start_chat(page, message)
     notice = page.locator("#notice")
