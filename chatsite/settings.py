@@ -179,7 +179,7 @@ CHATSITE_OFFLINE_DEMO = env.bool("CHATSITE_OFFLINE_DEMO", default=not ANTHROPIC_
 
 # Models, prices, the default and the utility model live in the database (Django admin).
 CHATSITE_MAX_TOKENS = env.int("CHATSITE_MAX_TOKENS", default=4096)
-# Seconds a process keeps admin-edited models/prices/presets before reading them again.
+# Seconds a process keeps admin-edited models/prices/presets/spend limits before reading them again.
 CHATSITE_CATALOG_CACHE_SECONDS = env.float("CHATSITE_CATALOG_CACHE_SECONDS", default=5.0)
 
 # --- Cost: caching and compaction -------------------------------------------------------------
