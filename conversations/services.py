@@ -8,7 +8,7 @@ start, checkpointed on a timer, finished once.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -463,50 +463,62 @@ def generation_finish(
     still zero, can skip that: plain values compile to cheaper SQL); each generation is also
     its own ledger entry.
     """
+    finish = Finish(
+        message_id=message_id, conversation_id=conversation_id, generation_id=generation_id, content=content,
+        status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error,
+        owner_id=owner_id, prices=prices, summary_id=summary_id,
+    )
     now = timezone.now()
-    cost = cost_of(usage, prices) if prices is not None else None
-    totals = {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-        "cache_creation_1h_input_tokens": usage.cache_creation_1h_input_tokens,
-        "cost": cost.total if cost is not None else 0,
-    }
+    values = _final_values(finish, now)
     if accumulate:  # a continued reply: add to what its earlier generations used
-        totals = {name: F(name) + value for name, value in totals.items()}
+        values.update({name: F(name) + values[name] for name in _USAGE_COLUMNS})
     updated = Message.objects.filter(
         pk=message_id, generation_id=generation_id, status__in=[Message.Status.STREAMING, Message.Status.INTERRUPTED]
-    ).update(
-        content=content,
-        status=status,
-        **totals,
-        stop_reason=stop_reason,
-        error_code=error_code,
-        error=error,
-        heartbeat_at=None,
-        finished_at=now,
-        updated_at=now,
-    )
-    if updated:
-        conversations = Conversation.objects.filter(pk=conversation_id) if conversation_id else Conversation.objects.filter(messages__pk=message_id)
-        changes: dict[str, Any] = {"updated_at": now}
-        if usage.prompt_tokens:
-            # What the next request starts from, known exactly; compaction decides on it.
-            changes["context_tokens"] = usage.prompt_tokens + usage.output_tokens
-            changes["context_summary_id"] = summary_id
-        conversations.update(**changes)
-        if owner_id is not None and prices is not None and (usage.prompt_tokens or usage.output_tokens):
-            usage_record(
-                user_id=owner_id, conversation_id=conversation_id, message_id=message_id,
-                kind=UsageRecord.Kind.REPLY, usage=usage, prices=prices,
-            )
-    elif owner_id is not None and prices is not None and (usage.prompt_tokens or usage.output_tokens):
-        if not Message.objects.filter(pk=message_id).exists():
-            # The conversation was deleted while Claude was answering: the tokens were still
-            # billed, so they still count against the person's budget.
-            usage_record(user_id=owner_id, conversation_id=None, message_id=None, kind=UsageRecord.Kind.REPLY, usage=usage, prices=prices)
+    ).update(**values)
+    if updated and conversation_id is None:
+        finish = replace(finish, conversation_id=Message.objects.filter(pk=message_id).values_list("conversation_id", flat=True).first())
+    _after_finish([finish], updated={message_id} if updated else set(), now=now)
     return bool(updated)
+
+
+_USAGE_COLUMNS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation_1h_input_tokens", "cost")
+
+
+def _final_values(f: "Finish", now: datetime) -> dict[str, Any]:
+    """A finished reply's columns, as generation_finish and generation_finish_many write them."""
+    cost = cost_of(f.usage, f.prices) if f.prices is not None else None
+    return {
+        "content": f.content, "status": f.status,
+        "input_tokens": f.usage.input_tokens, "output_tokens": f.usage.output_tokens,
+        "cache_creation_input_tokens": f.usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": f.usage.cache_read_input_tokens,
+        "cache_creation_1h_input_tokens": f.usage.cache_creation_1h_input_tokens,
+        "cost": cost.total if cost is not None else 0,
+        "stop_reason": f.stop_reason or "", "error_code": f.error_code, "error": f.error,
+        "heartbeat_at": None, "finished_at": now, "updated_at": now,
+    }
+
+
+def _after_finish(finishes: list["Finish"], *, updated: set[int], now: datetime) -> None:
+    """What follows the messages' final UPDATE: the conversations, and the ledger."""
+    # What the next request starts from, known exactly; compaction decides on it.
+    measured = {f.conversation_id: {"updated_at": now, "context_tokens": f.usage.prompt_tokens + f.usage.output_tokens, "context_summary": f.summary_id}
+                for f in finishes if f.message_id in updated and f.usage.prompt_tokens}
+    touched = {f.conversation_id: {"updated_at": now} for f in finishes if f.message_id in updated and not f.usage.prompt_tokens}
+    update_rows(Conversation, measured)
+    update_rows(Conversation, touched)
+    billed = [f for f in finishes if f.owner_id is not None and f.prices is not None and (f.usage.prompt_tokens or f.usage.output_tokens)]
+    unwritten = [f.message_id for f in billed if f.message_id not in updated]
+    existing = set(Message.objects.filter(pk__in=unwritten).values_list("pk", flat=True)) if unwritten else set()
+    ledger = []
+    for f in billed:
+        if f.message_id in updated:
+            ledger.append(_usage_row(user_id=f.owner_id, conversation_id=f.conversation_id, message_id=f.message_id, kind=UsageRecord.Kind.REPLY, usage=f.usage, prices=f.prices))
+        elif f.message_id not in existing:
+            # Deleted with its conversation while Claude was answering: the tokens were still
+            # billed, so they still count against the person's budget.
+            ledger.append(_usage_row(user_id=f.owner_id, conversation_id=None, message_id=None, kind=UsageRecord.Kind.REPLY, usage=f.usage, prices=f.prices))
+    UsageRecord.objects.bulk_create(ledger)
 
 
 @dataclass(frozen=True)
@@ -514,7 +526,7 @@ class Finish:
     """generation_finish's arguments, for a batch (a new reply's: its counters start at zero)."""
 
     message_id: int
-    conversation_id: int
+    conversation_id: int | None
     generation_id: uuid.UUID
     content: str
     status: str
@@ -535,42 +547,12 @@ def generation_finish_many(finishes: list[Finish]) -> list[bool]:
     if not finishes:
         return []
     now = timezone.now()
-    rows: dict[int, dict[str, Any]] = {}
-    for f in finishes:
-        cost = cost_of(f.usage, f.prices) if f.prices is not None else None
-        rows[f.message_id] = {
-            "content": f.content, "status": f.status,
-            "input_tokens": f.usage.input_tokens, "output_tokens": f.usage.output_tokens,
-            "cache_creation_input_tokens": f.usage.cache_creation_input_tokens,
-            "cache_read_input_tokens": f.usage.cache_read_input_tokens,
-            "cache_creation_1h_input_tokens": f.usage.cache_creation_1h_input_tokens,
-            "cost": cost.total if cost is not None else 0,
-            "stop_reason": f.stop_reason or "", "error_code": f.error_code, "error": f.error,
-            "heartbeat_at": None, "finished_at": now, "updated_at": now,
-        }
     updated = set(update_rows(
-        Message, rows,
+        Message, {f.message_id: _final_values(f, now) for f in finishes},
         match={"generation_id": {f.message_id: f.generation_id for f in finishes}},
         status_in=("status", [Message.Status.STREAMING, Message.Status.INTERRUPTED]),
     ))
-    # What the next request starts from, known exactly; compaction decides on it.
-    measured = {f.conversation_id: {"updated_at": now, "context_tokens": f.usage.prompt_tokens + f.usage.output_tokens, "context_summary": f.summary_id}
-                for f in finishes if f.message_id in updated and f.usage.prompt_tokens}
-    touched = {f.conversation_id: {"updated_at": now} for f in finishes if f.message_id in updated and not f.usage.prompt_tokens}
-    update_rows(Conversation, measured)
-    update_rows(Conversation, touched)
-    billed = [f for f in finishes if f.owner_id is not None and f.prices is not None and (f.usage.prompt_tokens or f.usage.output_tokens)]
-    unwritten = [f.message_id for f in billed if f.message_id not in updated]
-    existing = set(Message.objects.filter(pk__in=unwritten).values_list("pk", flat=True)) if unwritten else set()
-    ledger = []
-    for f in billed:
-        if f.message_id in updated:
-            ledger.append(_usage_row(user_id=f.owner_id, conversation_id=f.conversation_id, message_id=f.message_id, kind=UsageRecord.Kind.REPLY, usage=f.usage, prices=f.prices))
-        elif f.message_id not in existing:
-            # Deleted with its conversation while Claude was answering: the tokens were still
-            # billed, so they still count against the person's budget.
-            ledger.append(_usage_row(user_id=f.owner_id, conversation_id=None, message_id=None, kind=UsageRecord.Kind.REPLY, usage=f.usage, prices=f.prices))
-    UsageRecord.objects.bulk_create(ledger)
+    _after_finish(finishes, updated=updated, now=now)
     return [f.message_id in updated for f in finishes]
 
 
