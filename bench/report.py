@@ -36,6 +36,8 @@ def summarise(streams: list[Stream], deltas: int, upstream_times: dict[str, floa
     )
     ms = lambda v: None if v is None else v * 1000  # noqa: E731
     # Longest silence between two frames of one stream (a stalled relay shows here).
+    # Last text frame → final frame: the finish (store, render, announce) as the client sees it.
+    end_wait = [s.end_at - s.frame_times[-1] for s in streams if s.end_at is not None and s.frame_times]
     longest_gap = [max(b - a for a, b in zip(s.frame_times, s.frame_times[1:])) for s in streams if len(s.frame_times) > 1]
     # Frames received per 100 ms across all streams, from the first send: a stall is a row of zeros.
     t0 = min(sends) if sends else 0.0
@@ -54,6 +56,8 @@ def summarise(streams: list[Stream], deltas: int, upstream_times: dict[str, floa
         "ttft_p99_ms": ms(pct(ttft, 99)),
         "upstream_p50_ms": ms(pct(up, 50)),
         "upstream_p99_ms": ms(pct(up, 99)),
+        "end_wait_p50_ms": ms(pct(end_wait, 50)),
+        "end_wait_p99_ms": ms(pct(end_wait, 99)),
         "longest_frame_gap_p50_ms": ms(pct(longest_gap, 50)),
         "longest_frame_gap_max_ms": ms(max(longest_gap)) if longest_gap else None,
         "stalls": stalls,
@@ -120,6 +124,7 @@ def block(n: int, deltas: int, interval_ms: float, db: str, c: dict, b: dict | N
     row("relay max (ms)", lambda d: _f(d.get("relay_max_ms")))
     row("TTFT p50 / p99 (ms)", lambda d: _pair(d.get("ttft_p50_ms"), d.get("ttft_p99_ms")))
     row("send→upstream p50/p99 (ms)", lambda d: _pair(d.get("upstream_p50_ms"), d.get("upstream_p99_ms")))
+    row("last text → end frame p50/p99 (ms)", lambda d: _pair(d.get("end_wait_p50_ms"), d.get("end_wait_p99_ms")))
     row("DB writes / reply", lambda d: _f(d.get("db_writes_per_reply"), "{:.1f}"))
     row("CPU µs / relayed delta", lambda d: _f(d.get("cpu_us_per_delta")), "cpu_us_per_delta")
     row("CPU µs / delta, with helpers", lambda d: _f(d.get("cpu_with_helpers_us_per_delta")), "cpu_with_helpers_us_per_delta")

@@ -91,3 +91,33 @@ def test_task_lists_alerts_and_bare_urls():
 def test_relative_and_unknown_scheme_links_lose_their_href():
     html = render_markdown("[a](/accounts/logout/) [b](#top) [c](//evil.example) [d](ftp://x.example)")
     assert "href" not in html
+
+
+def test_protocol_autolinks_render_as_the_plugin_alone_renders_them():
+    # The http/mailto/xmpp rule is guarded (it was quadratic in a paragraph full of colons);
+    # the guard must not change what it links.
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.gfm_autolink import gfm_autolink_plugin
+
+    from conversations.rendering import _protocol_first, _rule_fn
+
+    plain = MarkdownIt("commonmark").use(gfm_autolink_plugin)
+    guarded = MarkdownIt("commonmark").use(gfm_autolink_plugin)
+    guarded.inline.ruler.at("gfm_autolink_protocol", _protocol_first(_rule_fn(guarded, "gfm_autolink_protocol")))
+    samples = [
+        "https://example.com/a?b=1 and http://x.example:8080/p",
+        "at 10:30 see https://a.example, ratio 3:1, see:https://not.example then mailto:someone@example.com.",
+        "xmpp:user@chat.example and xhttp://no.example and HTTP://upper.example",
+        "(http://paren.example) *https://em.example* `http://code.example` [t](https://l.example)",
+        "key: value\nnext: http://line.example\n\nhttps:\n\nmailto: a@b.c",
+        "a" * 50 + ":" + "https" + "://tail.example" + " x:" * 40,
+    ]
+    for text in samples:
+        assert guarded.render(text) == plain.render(text), text
+    assert render_markdown(samples[1]).count("<a href=") == 2
+
+
+def test_a_paragraph_full_of_colons_still_links_its_urls():
+    text = "At 10:30 the ratio was 3:1, note: ok. " * 400 + "Then https://end.example/x."
+    html = render_markdown(text)
+    assert html.count("<a href=") == 1 and 'href="https://end.example/x"' in html
