@@ -3,8 +3,8 @@
 Not Channels' thread-sensitive default (one thread for every socket of the process), and not
 the loop's default executor (its threads would fight the event loop for the GIL, and DNS
 lookups for new upstream connections queue there too). Requests a person waits on (send,
-follow) and background bookkeeping (checkpoints, finishing replies) get separate pools so a
-big checkpoint never delays a send.
+follow), background bookkeeping (checkpoints, finishing replies) and queueing Celery tasks get
+separate pools so a big checkpoint never delays a send and a slow broker never delays a reply.
 """
 
 from __future__ import annotations
@@ -38,4 +38,10 @@ def background_db(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     return database_sync_to_async(func, thread_sensitive=False, executor=_pool("background", 1))
 
 
-__all__ = ["request_db", "background_db"]
+def publishing(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """For queueing Celery tasks (conversations.queueing): broker round trips, kept off the
+    threads that store replies."""
+    return database_sync_to_async(func, thread_sensitive=False, executor=_pool("publish", 1))
+
+
+__all__ = ["request_db", "background_db", "publishing"]

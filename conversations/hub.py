@@ -21,8 +21,8 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import frames, renderpool, services
-from .asyncdb import background_db, request_db
+from . import frames, queueing, renderpool, services
+from .asyncdb import background_db, publishing, request_db
 from .batching import Batcher
 from .fanout import Registry
 from .services import GenerationSpec
@@ -109,10 +109,28 @@ class Hub:
         # Group commit for the two bursts: sends, and replies ending (see batching).
         self.sends = Batcher(lambda requests: services.message_send_many(requests), run=request_db, concurrency=lambda: settings.CHATSITE_DB_THREADS)
         self.endings = Batcher(lambda endings: _persist_final_many(endings), run=background_db)
+        # Titles and compaction steps of finished replies, queued after their end frames.
+        self.followups = Batcher(queueing.publish_many, run=publishing)
+        self._background: set[asyncio.Task] = set()
         self.sockets = Registry()  # this process's sockets per person (fanout)
         self.stats = {"started": 0, "finished": 0, "checkpoints": 0, "checkpoint_statements": 0, "frames": 0}
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    def queue_followups(self, tasks: list[tuple[str, int]]) -> None:
+        """Queue a finished reply's Celery tasks in the background (queueing.publish)."""
+        if tasks:
+            self._in_background(self.followups.submit(tasks))
+
+    def _in_background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)  # a reference, so it is not collected mid-way
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Background work failed", exc_info=task.exception())
 
     async def ensure_listening(self) -> str:
         """Open this process's hub channel (idempotent) and return its name."""
@@ -123,6 +141,7 @@ class Hub:
             self.channel_name = await self.layer.new_channel()
             self._listener = asyncio.get_running_loop().create_task(self._listen())
             renderpool.warm()
+            self._in_background(publishing(queueing.warm)())  # the broker connection, before a reply needs it
         return self.channel_name
 
     def start(self, spec: GenerationSpec, runner: Callable[["Hub", Run], Awaitable[None]]) -> Run:
@@ -135,13 +154,16 @@ class Hub:
         return run
 
     async def close(self) -> None:
-        """Cancel every run and the background tasks (tests; process shutdown)."""
+        """Cancel every run and the background tasks (tests; process shutdown); give the
+        Celery tasks of finished replies a few seconds to be queued."""
         tasks = [r.task for r in self.runs.values() if r.task] + [t for t in (self._ticker, self._listener) if t]
         for task in tasks:
             task.cancel()
         if tasks:
             # A channel-layer receive can take a while to unwind after cancel; don't hang on it.
             await asyncio.wait(tasks, timeout=2)
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)
 
     def get(self, generation_id: str) -> Run | None:
         return self.runs.get(generation_id)
@@ -223,7 +245,9 @@ class Hub:
         try:
             await background_db(services.generation_checkpoint)(items=items, runner=self.channel_name)
             self.stats["checkpoints"] += 1
-            self.stats["checkpoint_statements"] += sum(1 for i in items if i[2] is not None) + (1 if any(i[2] is None for i in items) else 0)
+            # One statement for the changed replies and one for the rest (per 500 replies).
+            self.stats["checkpoint_statements"] += sum(-(-len(part) // 500) for part in (
+                [i for i in items if i[2] is not None], [i for i in items if i[2] is None]))
         except Exception:
             log.exception("Checkpoint of %d generations failed; will retry next interval", len(items))
             for run in self.runs.values():

@@ -54,31 +54,46 @@ class Prepared:
 
 
 def update_rows(model: type[Model], rows: dict[Any, dict[str, Any]], *, match: dict[str, dict[Any, Any]] | None = None,
-                status_in: tuple[str, list[Any]] | None = None, using: str = "default") -> list[Any]:
+                status_in: tuple[str, list[Any]] | None = None, same: dict[str, Any] | None = None,
+                using: str = "default", chunk: int = 500) -> list[Any]:
     """Set per-row values on many rows in one statement: `UPDATE … SET f = CASE pk WHEN … END`.
 
-    `rows` maps primary keys to {field name: value}; every row names the same fields. A row is
-    updated only where its `match` fields (per row: {field: {pk: value}}) equal the given
-    values and, with `status_in=(field, values)`, that field is one of them. Returns the
-    primary keys updated.
+    `rows` maps primary keys to {field name: value}; every row names the same fields (possibly
+    none). `same` holds values set on every row. A row is updated only where its `match`
+    fields (per row: {field: {pk: value}}) equal the given values and, with
+    `status_in=(field, values)`, that field is one of them. Returns the primary keys updated.
+    More than `chunk` rows take one statement per `chunk` (bounded parameter counts).
 
     What `QuerySet.bulk_update` does, without building a Case/When expression tree per row and
     field (for a hundred rows that tree costs far more CPU than the statement), and with the
     conditions and RETURNING that bulk_update lacks.
     """
+    pks = list(rows)
+    if len(pks) > chunk:
+        done: list[Any] = []
+        for start in range(0, len(pks), chunk):
+            part = pks[start:start + chunk]
+            done += update_rows(
+                model, {pk: rows[pk] for pk in part},
+                match={name: {pk: values[pk] for pk in part} for name, values in (match or {}).items()},
+                status_in=status_in, same=same, using=using, chunk=chunk,
+            )
+        return done
     if not rows:
         return []
     connection = connections[using]
     quote = connection.ops.quote_name
     meta = model._meta
     pk_column = quote(meta.pk.column)
-    pks = list(rows)
+
+    def typed(field: Any) -> str:
+        # PostgreSQL types a CASE of untyped parameters as text; SQLite must not cast (CAST AS
+        # a datetime type would turn the value numeric there).
+        return f"CAST(%s AS {field.cast_db_type(connection)})" if connection.vendor == "postgresql" else "%s"
 
     def case(name: str, values: dict[Any, Any], params: list[Any]) -> str:
         field = meta.get_field(name)
-        # PostgreSQL types a CASE of untyped parameters as text; SQLite must not cast (CAST AS
-        # a datetime type would turn the value numeric there).
-        value = f"CAST(%s AS {field.cast_db_type(connection)})" if connection.vendor == "postgresql" else "%s"
+        value = typed(field)
         for pk in pks:
             params += [pk, field.get_db_prep_save(values[pk], connection)]
         return f"CASE {pk_column} {' '.join([f'WHEN %s THEN {value}'] * len(pks))} END"
@@ -86,6 +101,12 @@ def update_rows(model: type[Model], rows: dict[Any, dict[str, Any]], *, match: d
     params: list[Any] = []
     names = list(next(iter(rows.values())))
     assignments = [f"{quote(meta.get_field(name).column)} = {case(name, {pk: rows[pk][name] for pk in pks}, params)}" for name in names]
+    for name, value in (same or {}).items():
+        field = meta.get_field(name)
+        assignments.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    if not assignments:
+        raise ValueError("update_rows: nothing to set")
     where = [f"{pk_column} IN ({', '.join(['%s'] * len(pks))})"]
     params += pks
     for name, values in (match or {}).items():

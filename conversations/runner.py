@@ -104,6 +104,8 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
         await fanout.tell_user(get_channel_layer(), hub.sockets, spec.owner_id, {"type": "chat.generation_end", "end": end})
     except Exception:
         log.exception("Could not announce the end of generation %s", run.gid)
+    if not isinstance(stored, BaseException):
+        hub.queue_followups(services.reply_followups(spec=spec, status=status, usage=usage))
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,6 @@ def _persist_one(e: Ending) -> dict:
             content=e.content, status=e.status, usage=e.usage, stop_reason=e.stop_reason or "", error_code=e.error_code,
             error=e.error, owner_id=spec.owner_id, prices=spec.prices, summary_id=spec.summary_id, accumulate=True,
         )
-    services.reply_followups(spec=spec, status=e.status, usage=e.usage)
     if spec.initial_text:
         # A continued reply's usage adds up over its generations: read the stored total.
         totals = Message.objects.filter(pk=spec.message_id).values(*_USAGE_FIELDS, "cost").first() or {}

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from . import budgets, compaction, modelcache, prompting, prompts, selectors
+from . import budgets, compaction, modelcache, prompting, prompts, queueing, selectors
 from .errors import ChatError
 from .llm import Usage
 from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
@@ -420,23 +420,20 @@ def reply_continue(*, conversation: Conversation, message_id: int, runner: str =
 
 
 def generation_checkpoint(*, items: list[tuple[int, uuid.UUID, str | None]], runner: str) -> None:
-    """Save partial text and a heartbeat for live generations; one statement per changed reply.
+    """Save partial text and a heartbeat for live generations: one statement for the replies
+    whose text changed, one for the rest (however many replies are live).
 
     `items` are (message_id, generation_id, content-or-None-if-unchanged). Guarded by the
     generation id and status so a late checkpoint never overwrites a finished reply.
     """
     now = timezone.now()
-    unchanged: list[int] = []
+    changed = {message_id: {"content": content} for message_id, _, content in items if content is not None}
+    generations = {message_id: generation_id for message_id, generation_id, content in items if content is not None}
+    unchanged = {message_id: {} for message_id, _, content in items if content is None}
+    streaming = ("status", [Message.Status.STREAMING])
     with transaction.atomic():
-        for message_id, generation_id, content in items:
-            if content is None:
-                unchanged.append(message_id)
-                continue
-            Message.objects.filter(pk=message_id, generation_id=generation_id, status=Message.Status.STREAMING).update(
-                content=content, heartbeat_at=now, runner=runner
-            )
-        if unchanged:
-            Message.objects.filter(pk__in=unchanged, status=Message.Status.STREAMING).update(heartbeat_at=now, runner=runner)
+        update_rows(Message, changed, match={"generation_id": generations}, status_in=streaming, same={"heartbeat_at": now, "runner": runner})
+        update_rows(Message, unchanged, status_in=streaming, same={"heartbeat_at": now, "runner": runner})
 
 
 def generation_finish(
@@ -556,14 +553,15 @@ def generation_finish_many(finishes: list[Finish]) -> list[bool]:
     return [f.message_id in updated for f in finishes]
 
 
-def reply_followups(*, spec: GenerationSpec, status: str, usage: Usage) -> None:
-    """Background work a finished reply may call for: a title, a compaction step."""
-    from . import titles
-
+def reply_followups(*, spec: GenerationSpec, status: str, usage: Usage) -> list[tuple[str, int]]:
+    """The background work a finished reply calls for (queueing.publish): a title, a
+    compaction step."""
+    tasks = []
     if status == Message.Status.COMPLETE and spec.title_source in ("", Conversation.TitleSource.FIRST_MESSAGE):
-        titles.enqueue(spec.conversation_id)
+        tasks.append((queueing.TITLE, spec.conversation_id))
     if spec.compact_at_tokens and usage.prompt_tokens + usage.output_tokens >= spec.compact_at_tokens:
-        compaction.enqueue(spec.conversation_id)
+        tasks.append((queueing.COMPACTION, spec.conversation_id))
+    return tasks
 
 
 def usage_record(*, user_id: int, conversation_id: int | None, message_id: int | None, kind: str, usage: Usage, prices: Prices) -> UsageRecord:

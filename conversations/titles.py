@@ -24,18 +24,6 @@ TITLER_SYSTEM = (
 )
 
 
-def enqueue(conversation_id: int) -> None:
-    from .tasks import title_conversation
-
-    def send() -> None:
-        try:
-            title_conversation.delay(conversation_id)
-        except Exception:
-            log.exception("Could not queue the title of conversation %s", conversation_id)
-
-    transaction.on_commit(send)
-
-
 def clean_title(text: str) -> str:
     line = next((l for l in text.strip().splitlines() if l.strip()), "")
     line = line.strip().strip("\"'“”‘’`*#").strip()

@@ -100,3 +100,25 @@ def test_update_rows_only_where_each_rows_guard_holds(alice):
     )
     assert updated == [first.pk]  # second: another generation; third: no longer streaming
     assert [Message.objects.get(pk=m.pk).content for m in (first, second, third)] == ["A", "", ""]
+
+
+def test_update_rows_in_chunks_with_values_the_same_for_every_row(alice, django_assert_num_queries):
+    from django.utils import timezone
+
+    from conversations.prepared import update_rows
+
+    conversations = [services.conversation_create(owner=alice) for _ in range(5)]
+    when = timezone.now()
+    with django_assert_num_queries(3):  # 5 rows, 2 per statement
+        updated = update_rows(
+            Conversation, {c.pk: {"title": f"t{i}"} for i, c in enumerate(conversations)},
+            match={"owner": {c.pk: alice.pk for c in conversations}}, same={"updated_at": when}, chunk=2,
+        )
+    assert sorted(updated) == sorted(c.pk for c in conversations)
+    rows = {c.pk: (c.title, c.updated_at) for c in Conversation.objects.filter(pk__in=updated)}
+    assert rows == {c.pk: (f"t{i}", when) for i, c in enumerate(conversations)}
+    # Only shared values: rows with nothing of their own.
+    assert sorted(update_rows(Conversation, {c.pk: {} for c in conversations[:2]}, same={"title": "same"})) == sorted(c.pk for c in conversations[:2])
+    assert list(Conversation.objects.filter(title="same").order_by("pk").values_list("pk", flat=True)) == sorted(c.pk for c in conversations[:2])
+    with pytest.raises(ValueError):
+        update_rows(Conversation, {conversations[0].pk: {}})

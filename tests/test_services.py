@@ -1,5 +1,6 @@
 """Services and selectors: the rules, without sockets."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -84,6 +85,29 @@ def test_checkpoint_never_overwrites_a_finished_reply(alice):
     services.generation_checkpoint(items=[(reply.pk, reply.generation_id, "late partial")], runner="r1")
     reply.refresh_from_db()
     assert reply.content == "final"
+
+
+def test_one_checkpoint_writes_many_replies_each_guarded_by_its_generation(alice, django_assert_max_num_queries):
+    replies = []
+    for n in range(4):
+        conversation = services.conversation_create(owner=alice)
+        replies.append(services.message_send(conversation=conversation, content=f"q{n}")[1])
+    changed, unchanged, finished, regenerated = replies
+    Message.objects.filter(pk=unchanged.pk).update(content="kept", heartbeat_at=None)
+    services.generation_finish(message_id=finished.pk, generation_id=finished.generation_id, content="final", status="complete", usage=Usage())
+    items = [
+        (changed.pk, changed.generation_id, "partial 1"),
+        (unchanged.pk, unchanged.generation_id, None),
+        (finished.pk, finished.generation_id, "late"),
+        (regenerated.pk, uuid.uuid4(), "another generation's text"),
+    ]
+    with django_assert_max_num_queries(4):  # savepoint/transaction + two UPDATEs
+        services.generation_checkpoint(items=items, runner="r2")
+    rows = {m.pk: m for m in Message.objects.filter(pk__in=[r.pk for r in replies])}
+    assert (rows[changed.pk].content, rows[changed.pk].runner) == ("partial 1", "r2") and rows[changed.pk].heartbeat_at
+    assert (rows[unchanged.pk].content, rows[unchanged.pk].runner) == ("kept", "r2") and rows[unchanged.pk].heartbeat_at
+    assert rows[finished.pk].content == "final" and rows[finished.pk].status == Message.Status.COMPLETE
+    assert rows[regenerated.pk].content == "" and rows[regenerated.pk].runner != "r2"
 
 
 def test_reaper_marks_only_stale_streaming_replies_and_keeps_their_text(alice):
