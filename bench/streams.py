@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     p.add_argument("--timeout", type=float, default=120.0, help="per-stream timeout in seconds")
     p.add_argument("--profile-dir", metavar="DIR", help="diagnostic: run Chatsite's daphne under cProfile (bench/profiled_daphne.py), .prof files per N (inflates its CPU)")
+    p.add_argument("--with-streams", action="store_true", help="with --json: every stream's send, first text and end times")
+    p.add_argument("--spy", type=int, metavar="SECONDS", help="diagnostic: sample Chatsite's daphne with py-spy (installed separately) for "
+                   "SECONDS from the first send, a collapsed-stack file per N in --profile-dir or /tmp")
     a = p.parse_args(argv)
     a.ns = [int(x) for x in a.n.split(",") if x.strip()]
     return a
@@ -78,6 +81,7 @@ class ProcMeter:
         self.cpu0 = self.cpu1 = 0.0
         self.helpers0 = self.helpers1 = 0.0
         self.busy = None
+        self.spy: tuple[Path, float] | None = None
 
     def _cpu(self) -> float:
         t = self.proc.cpu_times()
@@ -104,6 +108,12 @@ class ProcMeter:
         self.others0 = {k: sum(p.cpu_times()[:2]) for k, p in self.others.items() if p is not None}
         if self.signals:
             self.proc.send_signal(signal.SIGUSR1)
+        if self.spy is not None:
+            out, seconds = self.spy
+            say(f"py-spy: {seconds} s of samples into {out}")
+            subprocess.Popen(["py-spy", "record", "--pid", str(self.proc.pid), "--duration", str(seconds), "--rate", "1000",
+                              *(["--native"] if os.environ.get("BENCH_SPY_NATIVE") else ["--nonblocking"]), "--threads", "--format", "raw", "--output", str(out)],
+                             stdout=subprocess.DEVNULL, stderr=open(str(out) + ".log", "w"))
 
     def done(self) -> None:
         self.cpu1 = self._cpu()
@@ -174,6 +184,8 @@ def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dic
         if ops0.get("db_writes") is None:
             raise StackError("the ops page reports no db_writes (CHATSITE_COUNT_DB_WRITES not honoured?)")
         meter = ProcMeter(child.pid, signals=profile is not None, fake_pid=stack.fake_pid)
+        if a.spy:
+            meter.spy = (Path(a.profile_dir or "/tmp").resolve() / f"chatsite-n{n}.spy.txt", a.spy)
         stack.script_fake(n, a.deltas, a.interval_ms)
         targets = [
             clients.Target(f"ws://127.0.0.1:{child.port}/ws/conversations/{cid}/", {"Cookie": f"sessionid={sk}", "Origin": base})
@@ -182,7 +194,9 @@ def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dic
         streams, connect_s = asyncio.run(clients.run(targets, chatsite=True, timeout=a.timeout, on_start=meter.start, on_done=meter.done))
         time.sleep(0.2)  # the last end frames' DB writes are done before they are sent; this is slack
         ops1 = asyncio.run(clients.fetch_json(ops_url, staff))
-        summary = _finish(report.summarise(streams, a.deltas, upstream_times(stack)), meter, connect_s)
+        upstream = upstream_times(stack)
+        summary = _finish(report.summarise(streams, a.deltas, upstream), meter, connect_s)
+        summary["_upstream"] = upstream
         summary["db_writes_per_reply"] = (ops1["db_writes"] - ops0["db_writes"]) / n
         summary["hub_stats"] = ops1.get("stats")
         summary["_streams"] = streams
@@ -204,7 +218,9 @@ def run_bare(stack: Stack, n: int, a: argparse.Namespace) -> dict:
         base = f"http://127.0.0.1:{child.port}"
         targets = [clients.Target(f"ws://127.0.0.1:{child.port}/ws/bare/", {"Origin": base}) for _ in range(n)]
         streams, connect_s = asyncio.run(clients.run(targets, chatsite=False, timeout=a.timeout, on_start=meter.start, on_done=meter.done))
-        summary = _finish(report.summarise(streams, a.deltas, upstream_times(stack)), meter, connect_s)
+        upstream = upstream_times(stack)
+        summary = _finish(report.summarise(streams, a.deltas, upstream), meter, connect_s)
+        summary["_upstream"] = upstream
         summary["_streams"] = streams
         summary["server_errors"] = server_errors(child)
         return summary
@@ -279,7 +295,16 @@ def main(argv: list[str] | None = None) -> int:
             for r in results), flush=True)  # fmt: skip
         if a.json:
             def clean(d):
-                return None if d is None else {k: v for k, v in d.items() if not k.startswith("_")}
+                if d is None:
+                    return None
+                out = {k: v for k, v in d.items() if not k.startswith("_")}
+                if a.with_streams and d.get("_streams"):
+                    upstream = d.get("_upstream") or {}
+                    out["streams"] = [
+                        {**{k: v for k, v in s.to_dict().items() if k not in ("latencies", "frame_times")}, "upstream_at": upstream.get(f"bench {s.idx}")}
+                        for s in d["_streams"]
+                    ]
+                return out
 
             payload = {"args": {k: v for k, v in vars(a).items()}, "results": [
                 {**r, "chatsite": clean(r["chatsite"]), "bare": clean(r["bare"]), "floor": clean(r["floor"])} for r in results
