@@ -21,7 +21,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import frames, queueing, renderpool, services
+from . import frames, llm, queueing, renderpool, services
 from .asyncdb import background_db, publishing, request_db
 from .batching import Batcher
 from .fanout import Registry
@@ -142,6 +142,9 @@ class Hub:
             self._listener = asyncio.get_running_loop().create_task(self._listen())
             renderpool.warm()
             self._in_background(publishing(queueing.warm)())  # the broker connection, before a reply needs it
+            # The SDK client (its HTTP transport loads the CA store and imports on first use:
+            # 40–60 ms of CPU that would otherwise delay the first burst of replies).
+            llm.async_client()
         return self.channel_name
 
     def start(self, spec: GenerationSpec, runner: Callable[["Hub", Run], Awaitable[None]]) -> Run:

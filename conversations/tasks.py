@@ -73,6 +73,15 @@ def title_conversation(self, conversation_id: int) -> str | None:
     return title
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def title_conversations(conversation_ids: list[int]) -> int:
+    """Fan out the title tasks a web process queued as one message (queueing.publish): a
+    burst of first replies ending together costs the web process one publish."""
+    for conversation_id in conversation_ids:
+        title_conversation.delay(conversation_id)
+    return len(conversation_ids)
+
+
 def _tell_owner(owner_id: int, event: dict) -> None:
     try:
         async_to_sync(get_channel_layer().group_send)(groups.user_group(owner_id), event)

@@ -174,6 +174,31 @@ def test_the_worker_names_a_conversation_after_its_first_reply(worker, llm, toke
     assert record.input_tokens > 0 and record.cost > 0
 
 
+def test_titles_queued_together_are_fanned_out_by_the_worker(worker, llm, token, alice):
+    from conversations import queueing
+
+    conversations = []
+    for n in range(3):
+        conversation = services.conversation_create(owner=alice)
+        llm.script({"text": f"Title number {n}"}, match=f"{token}-a{n}")
+        _, _, spec = services.message_send(conversation=conversation, content=f"q{n} {token}")
+        # The reply ends without its own follow-up, so only the batch below can name it.
+        services.generation_finish(message_id=spec.message_id, generation_id=spec.generation_id,
+                                   content=f"Answer {n}. {token}-a{n}", status="complete", usage=Usage())
+        conversations.append(conversation)
+    fanned = worker.finished_tasks("title_conversations")
+    queueing.publish([(queueing.TITLE, c.pk) for c in conversations] + [(queueing.TITLE, conversations[0].pk)])
+
+    wait_for(lambda: worker.finished_tasks("title_conversations") > fanned, timeout=10, what="the fan-out task")
+    for n, conversation in enumerate(conversations):
+        named = wait_for(
+            lambda: Conversation.objects.filter(pk=conversation.pk, title_source=Conversation.TitleSource.AUTO).first(),
+            timeout=10, what=f"title {n}",
+        )
+        assert named.title == f"Title number {n}"
+    assert len(bodies(llm, f"{token}-a0", system=titles.TITLER_SYSTEM)) == 1  # the repeated id was queued once
+
+
 def test_a_title_the_person_set_while_the_reply_streamed_is_left_alone(worker, llm, token, alice):
     conversation = services.conversation_create(owner=alice)
     llm.script({"text": f"Sure. {token}-answer"}, match=f"hello {token}")
