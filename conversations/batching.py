@@ -53,18 +53,24 @@ class Batcher(Generic[T, R]):
         return result
 
     async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            self.batches += 1
-            try:
-                results = await self._run(self._many)([item for item, _ in batch])
-            except Exception:
-                log.warning("A batch of %d failed; running them one by one", len(batch), exc_info=True)
-                await asyncio.gather(*(self._alone(item, future) for item, future in batch))
-                continue
-            for (_, future), result in zip(batch, results):
-                if not future.done():
-                    future.set_result(result)
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                self.batches += 1
+                try:
+                    results = await self._run(self._many)([item for item, _ in batch])
+                except Exception:
+                    log.warning("A batch of %d failed; running them one by one", len(batch), exc_info=True)
+                    await asyncio.gather(*(self._alone(item, future) for item, future in batch))
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            # At once, in the same step as the last look at _pending: a done-callback runs one
+            # loop iteration later, and an item submitted in between (by a caller woken by the
+            # results just set) would find no free drainer and wait forever.
+            self._drainers.discard(asyncio.current_task())
 
     async def _alone(self, item: T, future: asyncio.Future) -> None:
         try:

@@ -200,3 +200,19 @@ def test_a_send_refused_after_reading_its_thread_stores_nothing_and_spares_the_o
     assert isinstance(results[0], ChatError) and results[0].code == "model_disabled"
     assert not Message.objects.filter(conversation=off).exists()
     assert Message.objects.filter(conversation=ok).count() == 2
+
+
+async def test_an_item_submitted_as_the_last_batch_ends_is_not_stranded():
+    """A caller woken by its result submits again before the drainer's task has finished."""
+    from conversations.asyncdb import background_db
+    from conversations.batching import Batcher
+
+    batcher = Batcher(lambda items: [item * 2 for item in items], run=background_db)
+
+    async def again() -> int:
+        assert await batcher.submit(1) == 2
+        # At once: the first drainer has returned, but its task's done-callbacks have not run.
+        return await batcher.submit(2)
+
+    assert await asyncio.wait_for(again(), 5) == 4
+    assert await asyncio.wait_for(asyncio.gather(*(batcher.submit(n) for n in range(3, 6))), 5) == [6, 8, 10]
