@@ -112,7 +112,7 @@ class ProcMeter:
             out, seconds = self.spy
             say(f"py-spy: {seconds} s of samples into {out}")
             subprocess.Popen(["py-spy", "record", "--pid", str(self.proc.pid), "--duration", str(seconds), "--rate", "1000",
-                              *(["--native"] if os.environ.get("BENCH_SPY_NATIVE") else ["--nonblocking"]), "--threads", "--format", "raw", "--output", str(out)],
+                              *(["--native"] if os.environ.get("BENCH_SPY_NATIVE") else ["--nonblocking"]), "--threads", *(["--idle", "--format", "speedscope"] if os.environ.get("BENCH_SPY_TIMELINE") else ["--format", "raw"]), "--output", str(out)],
                              stdout=subprocess.DEVNULL, stderr=open(str(out) + ".log", "w"))
 
     def done(self) -> None:

@@ -1,14 +1,22 @@
 """Rendering of finished replies for their final frame, off the web process's GIL.
 
-Every reply that ends is rendered once for its end frame (markdown → HTML → sanitiser: 2–5 ms
+Every reply that ends is rendered once for its end frame (markdown → HTML → sanitiser: 1–5 ms
 of pure-Python CPU for a few thousand characters). In the web process that time is taken from
 relaying every other live stream, because one GIL serves the event loop and its threads. So the
 rendering runs in a small pool of helper processes (`CHATSITE_RENDER_PROCESSES`, default 1; 0
 renders in a thread of this process instead). The helpers import only `rendering` (no Django),
 start with the first reply, and the output is the same function's: `rendering.render_markdown`.
 
-A helper that dies (killed, out of memory) is replaced for the next reply; the reply in flight
-is rendered in a thread instead, so no end frame is ever lost to the pool.
+Texts are handed over in batches (the hub's `renders` Batcher): the texts that arrive while a
+batch is being rendered go together as the next one. One submit per text blocked the event
+loop under a burst of ends: `ProcessPoolExecutor.submit` takes a lock and writes to a wake-up
+pipe that its manager thread, starved of the GIL, does not drain (about 300 ms at N=500).
+
+A text that takes longer than `CHATSITE_RENDER_TIMEOUT_SECONDS` is shown as escaped text; the
+helper stops it with an alarm and goes on with the rest of the batch. A helper stuck where an
+alarm cannot reach it is killed and replaced; one that dies (killed, out of memory) is
+replaced too, and the texts in flight are rendered in a thread instead, so no end frame is
+ever lost to the pool.
 """
 
 from __future__ import annotations
@@ -16,13 +24,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from html import escape
+import signal
+import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from html import escape
 
 from django.conf import settings
 
 from .asyncdb import background_db
+from .batching import Batcher
 from .rendering import render_markdown
 
 log = logging.getLogger(__name__)
@@ -51,32 +63,93 @@ def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def render(text: str) -> str:
-    """render_markdown(text), computed in a helper process.
-
-    Never hangs the end of a reply: past CHATSITE_RENDER_TIMEOUT_SECONDS the helper is
-    replaced and the text is shown as it is (escaped).
-    """
-    pool = _executor()
-    if pool is not None:
-        try:
-            future = asyncio.get_running_loop().run_in_executor(pool, render_markdown, text)
-            return await asyncio.wait_for(future, settings.CHATSITE_RENDER_TIMEOUT_SECONDS)
-        except BrokenProcessPool:
-            log.warning("A markdown helper process died; rendering this reply in the web process")
-            _discard(pool)
-        except TimeoutError:
-            log.error("Rendering %d characters took over %ss; showing them unrendered", len(text), settings.CHATSITE_RENDER_TIMEOUT_SECONDS)
-            _discard(pool, kill=True)
-            return plain_html(text)
-        except RuntimeError:  # the pool was shut down (process exit) under us
-            pass
-    return await background_db(render_markdown)(text)
-
-
 def plain_html(text: str) -> str:
     """The text as it is, escaped: what a reply shows when it cannot be rendered."""
     return f"<pre>{escape(text)}</pre>"
+
+
+# --- in the helper ---------------------------------------------------------------------------
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _alarm(signum, frame):  # noqa: ANN001 - a signal handler
+    raise _TooSlow
+
+
+def render_many(texts: list[str], limit: float, render: Callable[[str], str] = render_markdown) -> list[str]:
+    """Each text rendered; one that takes longer than `limit` seconds is shown escaped.
+
+    In a helper's main thread an alarm enforces the limit per text. Elsewhere (the thread
+    fallback) there is no limit: signals reach only the main thread.
+    """
+    timed = limit > 0 and threading.current_thread() is threading.main_thread()
+    if timed:
+        signal.signal(signal.SIGALRM, _alarm)
+    out = []
+    for text in texts:
+        try:
+            if timed:
+                signal.setitimer(signal.ITIMER_REAL, limit)
+            out.append(render(text))
+        except _TooSlow:
+            out.append(plain_html(text))
+        finally:
+            if timed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    return out
+
+
+# --- in the web process ----------------------------------------------------------------------
+
+
+def _in_thread(texts: list[str]) -> list[str]:
+    return render_many(texts, 0)
+
+
+def in_helper(_fn: Callable[[list[str]], list[str]]) -> Callable[[list[str]], Awaitable[list[str]]]:
+    """The Batcher's `run`: a batch of texts rendered in a helper process (or, without one,
+    in a thread)."""
+
+    async def call(texts: list[str]) -> list[str]:
+        limit = settings.CHATSITE_RENDER_TIMEOUT_SECONDS
+        pool = _executor()
+        if pool is not None:
+            try:
+                future = asyncio.get_running_loop().run_in_executor(pool, render_many, texts, limit, render_markdown)
+                # Each text has its own limit in the helper; this one catches a helper stuck
+                # where the alarm cannot reach it (inside a C call).
+                return await asyncio.wait_for(future, limit * len(texts) + limit)
+            except BrokenProcessPool:
+                log.warning("A markdown helper process died; rendering %d replies in the web process", len(texts))
+                _discard(pool)
+            except TimeoutError:
+                log.error("Rendering %d replies took too long; showing them unrendered", len(texts))
+                _discard(pool, kill=True)
+                return [plain_html(text) for text in texts]
+            except RuntimeError:  # the pool was shut down (process exit) under us
+                pass
+        return await background_db(_in_thread)(texts)
+
+    return call
+
+
+_batcher: tuple[asyncio.AbstractEventLoop, Batcher[str, str]] | None = None
+
+
+async def render(text: str) -> str:
+    """render_markdown(text), computed in a helper process with the other texts of its batch.
+
+    Never hangs the end of a reply: past CHATSITE_RENDER_TIMEOUT_SECONDS the text is shown as
+    it is (escaped).
+    """
+    global _batcher
+    loop = asyncio.get_running_loop()
+    if _batcher is None or _batcher[0] is not loop:  # (an old loop's futures are unusable)
+        _batcher = (loop, Batcher(_in_thread, run=in_helper, concurrency=lambda: max(1, settings.CHATSITE_RENDER_PROCESSES)))
+    return await _batcher[1].submit(text)
 
 
 def warm() -> None:
