@@ -4,11 +4,12 @@ Every reply that ends is rendered once for its end frame (markdown → HTML → 
 of pure-Python CPU for a few thousand characters). In the web process that time is taken from
 relaying every other live stream, because one GIL serves the event loop and its threads. So the
 rendering runs in a small pool of helper processes (`CHATSITE_RENDER_PROCESSES`, default 1; 0
-renders in a thread of this process instead). The helpers import only `rendering` (no Django),
-start with the first reply, and the output is the same function's: `rendering.render_markdown`.
+renders in a thread of this process instead). The helpers import only `renderhelper` and
+`rendering` (no Django), start with the first reply, and the output is the same function's:
+`rendering.render_markdown`.
 
-Texts are handed over in batches (the hub's `renders` Batcher): the texts that arrive while a
-batch is being rendered go together as the next one. One submit per text blocked the event
+Texts are handed over in batches (a `Batcher`): the texts that arrive while a batch is being
+rendered go together as the next one. One submit per text blocked the event
 loop under a burst of ends: `ProcessPoolExecutor.submit` takes a lock and writes to a wake-up
 pipe that its manager thread, starved of the GIL, does not drain (about 300 ms at N=500).
 
@@ -24,18 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import signal
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from html import escape
 
 from django.conf import settings
 
 from .asyncdb import background_db
 from .batching import Batcher
+from .renderhelper import plain_html, render_many
 from .rendering import render_markdown
+
+__all__ = ["plain_html", "render", "render_many", "shutdown", "warm"]
 
 log = logging.getLogger(__name__)
 
@@ -63,45 +64,6 @@ def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def plain_html(text: str) -> str:
-    """The text as it is, escaped: what a reply shows when it cannot be rendered."""
-    return f"<pre>{escape(text)}</pre>"
-
-
-# --- in the helper ---------------------------------------------------------------------------
-
-
-class _TooSlow(Exception):
-    pass
-
-
-def _alarm(signum, frame):  # noqa: ANN001 - a signal handler
-    raise _TooSlow
-
-
-def render_many(texts: list[str], limit: float, render: Callable[[str], str] = render_markdown) -> list[str]:
-    """Each text rendered; one that takes longer than `limit` seconds is shown escaped.
-
-    In a helper's main thread an alarm enforces the limit per text. Elsewhere (the thread
-    fallback) there is no limit: signals reach only the main thread.
-    """
-    timed = limit > 0 and threading.current_thread() is threading.main_thread()
-    if timed:
-        signal.signal(signal.SIGALRM, _alarm)
-    out = []
-    for text in texts:
-        try:
-            if timed:
-                signal.setitimer(signal.ITIMER_REAL, limit)
-            out.append(render(text))
-        except _TooSlow:
-            out.append(plain_html(text))
-        finally:
-            if timed:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-    return out
-
-
 # --- in the web process ----------------------------------------------------------------------
 
 
@@ -109,9 +71,9 @@ def _in_thread(texts: list[str]) -> list[str]:
     return render_many(texts, 0)
 
 
-def in_helper(_fn: Callable[[list[str]], list[str]]) -> Callable[[list[str]], Awaitable[list[str]]]:
+def in_helper(fn: Callable[[list[str]], list[str]]) -> Callable[[list[str]], Awaitable[list[str]]]:
     """The Batcher's `run`: a batch of texts rendered in a helper process (or, without one,
-    in a thread)."""
+    by `fn` in a thread)."""
 
     async def call(texts: list[str]) -> list[str]:
         limit = settings.CHATSITE_RENDER_TIMEOUT_SECONDS
@@ -131,7 +93,7 @@ def in_helper(_fn: Callable[[list[str]], list[str]]) -> Callable[[list[str]], Aw
                 return [plain_html(text) for text in texts]
             except RuntimeError:  # the pool was shut down (process exit) under us
                 pass
-        return await background_db(_in_thread)(texts)
+        return await background_db(fn)(texts)
 
     return call
 
@@ -156,7 +118,7 @@ def warm() -> None:
     """Start the helpers now (first reply without the start-up delay); safe to call often."""
     pool = _executor()
     if pool is not None:
-        pool.submit(render_markdown, "")
+        pool.submit(render_many, [""], 0)
 
 
 def shutdown() -> None:
