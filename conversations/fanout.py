@@ -8,6 +8,11 @@ the time every socket of the person lives in this very process (often just the t
 sent). So: read the group's members (one round trip); if each of them is a socket of this
 process, call its handler directly; otherwise fall back to `group_send`, which reaches every
 process. Local sockets are never delivered twice: it is one way or the other.
+
+The reads of many people at once (a burst of sends, or of replies ending) go to Redis as one
+pipeline (a `Batcher` per Redis host): one connection and one round trip instead of one of
+each per person. A burst of two hundred reads otherwise opened up to two hundred new
+connections on the event loop.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer
 
 from . import groups
+from .batching import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._sockets: dict[int, dict[str, Socket]] = {}
+        self._readers: dict[tuple[int, int], Batcher[str, set[str]]] = {}
 
     def add(self, user_id: int, socket: Socket) -> None:
         self._sockets.setdefault(user_id, {})[socket.channel_name] = socket
@@ -47,23 +54,41 @@ class Registry:
     def of(self, user_id: int) -> dict[str, Socket]:
         return self._sockets.get(user_id, {})
 
+    def reader(self, layer: Any, shard: int) -> Batcher[str, set[str]]:
+        """Group-member reads on one Redis host of the channel layer, pipelined."""
+        key = (id(layer), shard)
+        reader = self._readers.get(key)
+        if reader is None:
+            async def read(keys: list[str]) -> list[set[str]]:
+                async with layer.connection(shard).pipeline(transaction=False) as pipe:
+                    for name in keys:
+                        pipe.zrange(name, 0, -1)
+                    rows = await pipe.execute()
+                return [{name.decode("utf8") for name in row} for row in rows]
 
-async def _members(layer: Any, group: str) -> set[str] | None:
+            reader = self._readers[key] = Batcher(read, run=_as_is)
+        return reader
+
+
+def _as_is(many: Any) -> Any:
+    return many  # (the Batcher's `run` for a `many` that is already a coroutine function)
+
+
+async def _members(layer: Any, registry: Registry, group: str) -> set[str] | None:
     """The group's channel names, or None when this layer cannot say cheaply."""
     if isinstance(layer, InMemoryChannelLayer):
         return set(layer.groups.get(group, {}))
     key = getattr(layer, "_group_key", None)
     if key is None or not hasattr(layer, "connection"):
         return None
-    connection = layer.connection(layer.consistent_hash(group))
-    return {name.decode("utf8") for name in await connection.zrange(key(group), 0, -1)}
+    return await registry.reader(layer, layer.consistent_hash(group)).submit(key(group))
 
 
 async def tell_user(layer: Any, registry: Registry, user_id: int, event: dict[str, Any], *, skip: str = "") -> None:
     """Deliver `event` to every socket of the person (but `skip`, a channel name)."""
     group = groups.user_group(user_id)
     local = registry.of(user_id)
-    members = await _members(layer, group) if local else None
+    members = await _members(layer, registry, group) if local else None
     if members is None or not members <= local.keys():
         await layer.group_send(group, event)
         return

@@ -78,3 +78,33 @@ async def test_a_closed_socket_leaves_the_registry(alice):
     assert len(hub.sockets.of(alice.pk)) == 1
     await sock.close()
     assert hub.sockets.of(alice.pk) == {}
+
+
+async def test_many_people_told_at_once_cost_one_pipelined_read():
+    """A burst of events for different people reads their groups in one Redis round trip."""
+    import asyncio
+
+    from conversations.fanout import Registry, tell_user
+
+    layer = get_channel_layer()
+    registry = Registry()
+    got: dict[int, list[str]] = {}
+
+    class Tab:
+        def __init__(self, user_id: int, channel_name: str) -> None:
+            self.user_id, self.channel_name = user_id, channel_name
+
+        async def dispatch(self, message):
+            got.setdefault(self.user_id, []).append(message["type"])
+
+    users = range(10_000_001, 10_000_031)  # ids no other test uses
+    for user_id in users:
+        channel = await layer.new_channel()
+        await layer.group_add(groups.user_group(user_id), channel)
+        registry.add(user_id, Tab(user_id, channel))
+    await asyncio.gather(*(tell_user(layer, registry, user_id, {"type": "chat.test"}) for user_id in users))
+    assert got == {user_id: ["chat.test"] for user_id in users}
+    assert 1 <= registry.reader(layer, 0).batches <= 2  # the first read alone, then everyone else's together
+    for user_id in users:
+        for name in registry.of(user_id):
+            await layer.group_discard(groups.user_group(user_id), name)
