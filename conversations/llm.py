@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,7 +199,32 @@ def reset_clients() -> None:
 
 # --- Calls --------------------------------------------------------------------------------
 
-_TEXT_DELTA = '"text_delta"'
+_TEXT_DELTA = b'"text_delta"'
+
+
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The non-empty lines of an SSE body, as bytes, from its chunks as they arrive.
+
+    What the SDK's `iter_lines()` gives, without decoding every chunk to text first and
+    running httpx's line decoder over it (about 7 % of the loop's CPU per relayed delta): a
+    line is only decoded when it is a text delta (json.loads takes bytes). Any of the three
+    SSE line ends (LF, CRLF, CR) ends a line; a multi-byte character split between chunks is
+    whole again before anything reads it.
+    """
+    rest = b""
+    async for chunk in chunks:
+        if b"\r" in chunk:
+            # (A CRLF split between two chunks reads as two line ends: the empty line between
+            # them is skipped like every other empty line.)
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if rest:
+            chunk = rest + chunk
+        *lines, rest = chunk.split(b"\n")
+        for line in lines:
+            if line:
+                yield line
+    if rest:
+        yield rest
 
 
 async def stream_message(
@@ -227,29 +252,27 @@ async def stream_message(
     try:
         async with async_client().messages.with_streaming_response.create(**kwargs) as response:
             started = True
-            event = ""
-            async for line in response.iter_lines():
-                if not line:
-                    continue
-                if line.startswith("event:"):
+            event = b""
+            async for line in sse_lines(response.http_response.aiter_bytes()):
+                if line.startswith(b"event:"):
                     event = line[6:].strip()
                     continue
-                if not line.startswith("data:"):
+                if not line.startswith(b"data:"):
                     continue
-                if event == "content_block_delta":
+                if event == b"content_block_delta":
                     if _TEXT_DELTA in line:
                         text = json.loads(line[5:])["delta"]["text"]
                         result.text_deltas += 1
                         on_text(text)
-                elif event == "message_start":
+                elif event == b"message_start":
                     result.usage.update(json.loads(line[5:])["message"].get("usage"))
-                elif event == "message_delta":
+                elif event == b"message_delta":
                     data = json.loads(line[5:])
                     result.usage.update(data.get("usage"))
                     result.stop_reason = (data.get("delta") or {}).get("stop_reason") or result.stop_reason
-                elif event == "error":
+                elif event == b"error":
                     raise _error(_error_code_from_body(json.loads(line[5:])) or "upstream_error", status=200)
-                elif event == "message_stop":
+                elif event == b"message_stop":
                     return result
             # The body ended without message_stop: the stream was cut.
             raise _error("stream_cut")
