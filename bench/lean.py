@@ -1,7 +1,9 @@
 """The lean SSE read of a streamed reply (as conversations/llm.py does it), without Django.
 
-The SDK builds, authenticates and retries the request; the body is read as SSE lines and only
-text deltas are JSON-decoded. Shared by the bare relay and the floor.
+The SDK builds, authenticates and retries the request; the body is read as SSE lines straight
+from its bytes (the same `llm.sse_lines` Chatsite uses) and only text deltas are JSON-decoded.
+Shared by the bare relay and the floor, so their figures measure what Chatsite adds, not a
+different read.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from collections.abc import AsyncIterator
 
 import anthropic
 
+from conversations.llm import sse_lines  # (imports no Django settings: none are read)
+
 MODEL = "claude-sonnet-5-5"
-_TEXT_DELTA = '"text_delta"'
+_TEXT_DELTA = b'"text_delta"'
 
 
 class StreamFailed(Exception):
@@ -31,20 +35,18 @@ async def text_deltas(client: anthropic.AsyncAnthropic, content: str, max_tokens
     async with client.messages.with_streaming_response.create(
         model=MODEL, max_tokens=max_tokens, messages=[{"role": "user", "content": content}], stream=True
     ) as response:
-        event = ""
-        async for line in response.iter_lines():
-            if not line:
-                continue
-            if line.startswith("event:"):
+        event = b""
+        async for line in sse_lines(response.http_response.aiter_bytes()):
+            if line.startswith(b"event:"):
                 event = line[6:].strip()
                 continue
-            if not line.startswith("data:"):
+            if not line.startswith(b"data:"):
                 continue
-            if event == "content_block_delta":
+            if event == b"content_block_delta":
                 if _TEXT_DELTA in line:
                     yield json.loads(line[5:])["delta"]["text"]
-            elif event == "message_stop":
+            elif event == b"message_stop":
                 return
-            elif event == "error":
-                raise StreamFailed(line[5:].strip())
+            elif event == b"error":
+                raise StreamFailed(line[5:].strip().decode())
     raise StreamFailed("stream cut")
