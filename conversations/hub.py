@@ -246,11 +246,9 @@ class Hub:
         if not items:
             return
         try:
-            await background_db(services.generation_checkpoint)(items=items, runner=self.channel_name)
+            statements = await background_db(services.generation_checkpoint)(items=items, runner=self.channel_name)
             self.stats["checkpoints"] += 1
-            # One statement for the changed replies and one for the rest (per 500 replies).
-            self.stats["checkpoint_statements"] += sum(-(-len(part) // 500) for part in (
-                [i for i in items if i[2] is not None], [i for i in items if i[2] is None]))
+            self.stats["checkpoint_statements"] += statements
         except Exception:
             log.exception("Checkpoint of %d generations failed; will retry next interval", len(items))
             for run in self.runs.values():

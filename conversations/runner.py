@@ -154,7 +154,6 @@ def _persist_one(e: Ending) -> dict:
             content=e.content, status=e.status, usage=e.usage, stop_reason=e.stop_reason or "", error_code=e.error_code,
             error=e.error, owner_id=spec.owner_id, prices=spec.prices, summary_id=spec.summary_id, accumulate=True,
         )
-    if spec.initial_text:
         # A continued reply's usage adds up over its generations: read the stored total.
         totals = Message.objects.filter(pk=spec.message_id).values(*_USAGE_FIELDS, "cost").first() or {}
         totals["cost"] = str(totals.get("cost", "0"))

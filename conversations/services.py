@@ -419,9 +419,10 @@ def reply_continue(*, conversation: Conversation, message_id: int, runner: str =
 # --- Generation persistence (called by the runner) ------------------------------------------
 
 
-def generation_checkpoint(*, items: list[tuple[int, uuid.UUID, str | None]], runner: str) -> None:
+def generation_checkpoint(*, items: list[tuple[int, uuid.UUID, str | None]], runner: str) -> int:
     """Save partial text and a heartbeat for live generations: one statement for the replies
-    whose text changed, one for the rest (however many replies are live).
+    whose text changed (per 500), one for the rest, however many replies are live. Returns
+    the number of statements.
 
     `items` are (message_id, generation_id, content-or-None-if-unchanged). Guarded by the
     generation id and status so a late checkpoint never overwrites a finished reply.
@@ -429,11 +430,14 @@ def generation_checkpoint(*, items: list[tuple[int, uuid.UUID, str | None]], run
     now = timezone.now()
     changed = {message_id: {"content": content} for message_id, _, content in items if content is not None}
     generations = {message_id: generation_id for message_id, generation_id, content in items if content is not None}
-    unchanged = {message_id: {} for message_id, _, content in items if content is None}
-    streaming = ("status", [Message.Status.STREAMING])
+    unchanged = [message_id for message_id, _, content in items if content is None]
+    chunk = 500
     with transaction.atomic():
-        update_rows(Message, changed, match={"generation_id": generations}, status_in=streaming, same={"heartbeat_at": now, "runner": runner})
-        update_rows(Message, unchanged, status_in=streaming, same={"heartbeat_at": now, "runner": runner})
+        update_rows(Message, changed, match={"generation_id": generations}, status_in=("status", [Message.Status.STREAMING]),
+                    same={"heartbeat_at": now, "runner": runner}, chunk=chunk)
+        if unchanged:
+            Message.objects.filter(pk__in=unchanged, status=Message.Status.STREAMING).update(heartbeat_at=now, runner=runner)
+    return -(-len(changed) // chunk) + (1 if unchanged else 0)
 
 
 def generation_finish(
