@@ -223,10 +223,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_generation_end(self, event: dict[str, Any]) -> None:
         end = event["end"]
-        if end["conversation_id"] == self.conversation.pk:
-            await self._send_end(end)
-        else:
+        gid = end["generation_id"]
+        if end["conversation_id"] != self.conversation.pk:
             await self.send(text_data=frames.dumps(end))  # another conversation: the sidebar announces it
+        elif gid in self.following or gid in self.remote or gid in self.ended:
+            await self._send_end(end)  # (its follow already delivered it, or will: sent once)
+        else:
+            # Not following it (yet): e.g. a socket that has just connected and whose `follow`
+            # is on its way. Its text first, as a follow gets it, so no client sees the final
+            # frame before text it is missing.
+            message = await self._db(_reply_by_generation, conversation_id=self.conversation.pk, generation_id=gid)
+            if message is not None and message.content and gid not in self.ended:
+                await self.send(text_data=frames.delta(gid, 0, message.content))
+            await self._send_end(end)
 
     async def chat_conversation_update(self, event: dict[str, Any]) -> None:
         """A Celery task named a conversation or summarised it: the sidebar and page follow."""
