@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 
 import environ
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -94,11 +96,31 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif env.str("CHATSITE_TEST_DB_NAME", default=""):
     # Set by scripts/runtests.py: test runs side by side on one server get their own databases.
     DATABASES["default"]["TEST"] = {"NAME": env.str("CHATSITE_TEST_DB_NAME")}
-# Keep connections between calls (the async code's DB threads would otherwise reconnect
-# on every call); health checks drop broken ones.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-# A health check is one more round trip per ORM call from async code: opt-in.
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+CHATSITE_DB_POOL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool("CHATSITE_DB_POOL", default=True)
+if CHATSITE_DB_POOL:
+    # PostgreSQL through psycopg's connection pool (Django 5.1+), one pool per process. Under
+    # ASGI every request and every DB thread would otherwise keep a connection of its own
+    # (173 held after 300 page loads at concurrency 32 with CONN_MAX_AGE=60: "too many
+    # clients"). A connection goes back to the pool after each request or ORM call (hence
+    # CONN_MAX_AGE 0) and is checked when taken out, so the first request after a database
+    # restart gets a working connection instead of a dead one. Sizing: docs/reliability.md.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("CHATSITE_DB_POOL_MIN_SIZE", default=1),
+        "max_size": env.int("CHATSITE_DB_POOL_MAX_SIZE", default=10),
+        # How long a request waits for a free connection (or for the database to come back)
+        # before it fails; a send then gets "the database is not reachable", text kept.
+        "timeout": env.float("CHATSITE_DB_POOL_TIMEOUT", default=5.0),
+        "max_idle": 60.0,
+        "name": "chatsite",
+    }
+else:
+    # Keep connections between calls (the async code's DB threads would otherwise reconnect
+    # on every call); health checks drop broken ones.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # A health check is one more round trip per ORM call from async code: opt-in.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and channel layer -------------------------------------------------
@@ -107,7 +129,7 @@ CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="chatsite")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chatsite.channel_layer.RedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis's blocking
                 # BZPOPMIN timeout: reads then fail at random with "Timeout reading". Give it room.
@@ -133,7 +155,15 @@ CELERY_TASK_ACKS_LATE = True
 # A worker killed mid-task (OOM, SIGKILL) leaves its message unacknowledged; Redis hands it to
 # another worker after the visibility timeout. Tasks are idempotent, so a redelivery is safe.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.float("CHATSITE_CELERY_VISIBILITY_TIMEOUT", default=3600.0)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.float("CHATSITE_CELERY_VISIBILITY_TIMEOUT", default=3600.0),
+    # A hung or restarting Redis must not hold a publishing thread for ever (kombu's default
+    # has no socket timeout); publishing retries a few times, then gives up (logged).
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 3.0,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 3.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_TASK_DEFAULT_QUEUE = env.str("CHATSITE_CELERY_QUEUE", default="celery")
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
@@ -153,16 +183,23 @@ CELERY_BEAT_SCHEDULE = {
 # The default cache holds rate-limit and log-in throttle counters: in Redis they hold across
 # every daphne process; without Redis (single process) in memory.
 CACHE_KEY_PREFIX = env.str("CHATSITE_CACHE_PREFIX", default="chatsite")
+# Redis failures degrade both to this process's memory for a few seconds at a time instead of
+# failing requests (chatsite/cache.py); no retries and short timeouts, so a hung Redis costs a
+# request at most one short wait before the process stops asking it.
+_CACHE_REDIS_OPTIONS = {
+    "socket_connect_timeout": 1, "socket_timeout": 1, "retry": Retry(NoBackoff(), 0),
+    "FAILOVER_RETRY_SECONDS": env.float("CHATSITE_CACHE_FAILOVER_SECONDS", default=5.0),
+}
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": CACHE_KEY_PREFIX,
-         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2}}
+        {"BACKEND": "chatsite.cache.FailoverRedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": CACHE_KEY_PREFIX,
+         "OPTIONS": dict(_CACHE_REDIS_OPTIONS)}
         if REDIS_URL else
         {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     ),
     "rendered": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "chatsite-html",
-         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2}}
+        {"BACKEND": "chatsite.cache.FailoverRedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "chatsite-html",
+         "OPTIONS": dict(_CACHE_REDIS_OPTIONS)}
         if REDIS_URL else
         {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "chatsite-rendered", "OPTIONS": {"MAX_ENTRIES": 20_000}}
     ),
@@ -212,6 +249,11 @@ CELERY_BEAT_SCHEDULE["purge-deleted-conversations"] = {
 # Before the first token, failed attempts are retried (on top of the SDK's own HTTP retries)
 # while this much time is left; after the first token the partial is kept instead.
 CHATSITE_RETRY_BUDGET_SECONDS = env.float("CHATSITE_RETRY_BUDGET_SECONDS", default=30.0)
+# When Claude sends nothing at all (not even a ping) for this long, the person is told; after
+# STALL_TIMEOUT the attempt is given up (retried before the first token, else the reply ends
+# as `timeout` with its text kept).
+CHATSITE_STALL_NOTICE_SECONDS = env.float("CHATSITE_STALL_NOTICE_SECONDS", default=15.0)
+CHATSITE_STALL_TIMEOUT_SECONDS = env.float("CHATSITE_STALL_TIMEOUT_SECONDS", default=90.0)
 # Threads per process for ORM work people wait on (sends, follows); checkpoints get their own.
 # SQLite has one writer at a time: a second thread only adds lock waits.
 CHATSITE_DB_THREADS = env.int("CHATSITE_DB_THREADS", default=1 if DATABASES["default"]["ENGINE"].endswith("sqlite3") else 2)
@@ -225,6 +267,18 @@ CHATSITE_RENDER_PROCESSES = env.int("CHATSITE_RENDER_PROCESSES", default=1)
 # A reply whose rendering takes longer is shown as plain text (and the helper replaced).
 CHATSITE_RENDER_TIMEOUT_SECONDS = env.float("CHATSITE_RENDER_TIMEOUT_SECONDS", default=10.0)
 CHATSITE_HEARTBEAT_STALE_SECONDS = env.float("CHATSITE_HEARTBEAT_STALE_SECONDS", default=20.0)
+# A finished reply whose end cannot be stored (the database is down) is kept in memory and its
+# write retried with backoff for this long; its runner says it is alive in Redis meanwhile, so
+# the reaper leaves it alone (docs/reliability.md).
+CHATSITE_FINAL_WRITE_RETRY_SECONDS = env.float("CHATSITE_FINAL_WRITE_RETRY_SECONDS", default=3600.0)
+# How long a runner's "alive" key outlives its last renewal (renewed every second): a process
+# that died is known dead to the reaper after this long (and its heartbeat going stale).
+CHATSITE_LIVENESS_TTL_SECONDS = env.float("CHATSITE_LIVENESS_TTL_SECONDS", default=5.0)
+# Longest pause between two tries of such a write.
+CHATSITE_FINAL_WRITE_BACKOFF_MAX_SECONDS = env.float("CHATSITE_FINAL_WRITE_BACKOFF_MAX_SECONDS", default=2.0)
+# A message for another process (a relayed frame, a follow) that Redis has not taken after this
+# many seconds is given up and retried later: a hung Redis must not hold up live replies.
+CHATSITE_RELAY_SEND_TIMEOUT_SECONDS = env.float("CHATSITE_RELAY_SEND_TIMEOUT_SECONDS", default=2.0)
 # Count SQL writes per process (shown on /chat/ops/streams.json; used by bench/streams.py).
 CHATSITE_COUNT_DB_WRITES = env.bool("CHATSITE_COUNT_DB_WRITES", default=False)
 # Identifies this OS process in heartbeats, so a reaper can tell whose generations died.

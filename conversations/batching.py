@@ -31,10 +31,13 @@ class Batcher(Generic[T, R]):
     """One per event loop (the hub owns them)."""
 
     def __init__(self, many: Callable[[list[T]], list[R | BaseException]], *, run: Callable[..., Callable[..., Awaitable[Any]]],
-                 concurrency: Callable[[], int] = lambda: 1) -> None:
+                 concurrency: Callable[[], int] = lambda: 1, whole: Callable[[BaseException], bool] = lambda exc: False) -> None:
         self._many = many
         self._run = run  # asyncdb.request_db or background_db
         self._concurrency = concurrency
+        # Failures that say nothing about the items (the database is unreachable): every item
+        # of the batch gets it at once, instead of each waiting out the same failure alone.
+        self._whole = whole
         self._pending: list[tuple[T, asyncio.Future]] = []
         self._drainers: set[asyncio.Task] = set()
         self.batches = 0  # (for tests and the bench)
@@ -59,7 +62,13 @@ class Batcher(Generic[T, R]):
                 self.batches += 1
                 try:
                     results = await self._run(self._many)([item for item, _ in batch])
-                except Exception:
+                except Exception as exc:
+                    if self._whole(exc):
+                        log.warning("A batch of %d failed as a whole: %s", len(batch), exc)
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_result(exc)
+                        continue
                     log.warning("A batch of %d failed; running them one by one", len(batch), exc_info=True)
                     await asyncio.gather(*(self._alone(item, future) for item, future in batch))
                     continue

@@ -7,13 +7,16 @@ relays frames. Frame shapes are documented in docs/protocol.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from . import branches, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services
+from . import branches, errors, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services
 from .asyncdb import request_db
 from .errors import ChatError
 from .hub import Hub, get_hub
@@ -42,10 +45,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.group = groups.user_group(user.pk)
         self.following: set[str] = set()
         self.remote: dict[str, str] = {}  # generation id -> the hub channel we follow it through
+        self.have: dict[str, int] = {}  # ... and the code points of it this socket has been sent
         self.ended: set[str] = set()
         self.hub = get_hub()
         await self.hub.ensure_listening()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # Without Redis the socket still works with this process's replies; it joins the group
+        # when Redis is back (layer_recovered).
+        await self._join_group()
         self.hub.sockets.add(user.pk, self)
         await self.accept()
         await self.send_json({"type": "hello", "conversation_id": conversation.pk, "current_leaf_id": conversation.current_leaf_id})
@@ -58,8 +64,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.hub.unfollow(gid, self)
         try:
             for gid, hub_channel in self.remote.items():
-                await self.channel_layer.send(hub_channel, {"type": "hub.unfollow", "generation_id": gid, "reply_channel": self.channel_name})
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self._layer(self.channel_layer.send(hub_channel, {"type": "hub.unfollow", "generation_id": gid, "reply_channel": self.channel_name}))
+            await self._layer(self.channel_layer.group_discard(self.group, self.channel_name))
         except Exception:  # group membership expires by itself (channel layer `expiry`)
             log.warning("Channel layer cleanup failed for %s", self.channel_name, exc_info=True)
 
@@ -82,7 +88,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await handler(self, data)
         except ChatError as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message, "client_id": _client_id(data if isinstance(data, dict) else {})})
-        except Exception:
+        except Exception as exc:
+            if errors.is_database_outage(exc):
+                log.warning("Chat command refused: the database is unreachable (%s)", exc)
+                refusal = errors.database_unavailable()
+                await self.send_json({"type": "error", "code": refusal.code, "message": refusal.message, "client_id": _client_id(data if isinstance(data, dict) else {})})
+                return
             # Keep the socket (and the person's typed text) alive; say it plainly.
             log.exception("Chat command failed")
             message = "Something went wrong on the server. Your message is still in the box; try again."
@@ -111,7 +122,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._follow(str(spec.generation_id), 0)
         try:
             event = {"type": "chat.message_created", "payload": payload, "origin": self.channel_name}
-            await fanout.tell_user(self.channel_layer, self.hub.sockets, self.user.pk, event, skip=self.channel_name)
+            await fanout.tell_user(self.channel_layer, self.hub.sockets, self.user.pk, event, skip=self.channel_name, redis_ok=self.hub.redis_ok)
         except Exception:  # other tabs catch up on their next follow; never fail the send for it
             log.exception("Could not announce a new reply to the person's other sockets")
 
@@ -124,7 +135,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if message is None:
             raise ChatError("not_running", "That reply has already finished.")
         if message.runner:
-            await self.channel_layer.send(message.runner, {"type": "hub.stop", "generation_id": gid})
+            try:
+                await self._layer(self.channel_layer.send(message.runner, {"type": "hub.stop", "generation_id": gid}))
+            except Exception:
+                log.warning("Could not send stop for %s to %s", gid, message.runner, exc_info=True)
+                raise ChatError("unreachable", "The server process writing this reply cannot be reached right now. Try Stop again in a moment.") from None
 
     async def cmd_follow(self, data: dict[str, Any]) -> None:
         await self._follow(str(data.get("generation_id", "")), max(0, _int(data.get("offset"))))
@@ -146,7 +161,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_json(payload)
         try:
             event = {"type": "chat.thread", "payload": payload, "origin": self.channel_name}
-            await fanout.tell_user(self.channel_layer, self.hub.sockets, self.user.pk, event, skip=self.channel_name)
+            await fanout.tell_user(self.channel_layer, self.hub.sockets, self.user.pk, event, skip=self.channel_name, redis_ok=self.hub.redis_ok)
         except Exception:  # other tabs resync on their next reconnect (hello.current_leaf_id)
             log.exception("Could not announce a branch switch to the person's other sockets")
 
@@ -168,13 +183,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if message is None:
             raise ChatError("not_found", "That reply does not exist.")
         if message.status == Message.Status.STREAMING and message.runner and message.runner != self.hub.channel_name:
-            self.remote[gid] = message.runner  # (again, for gap repair: the runner resends from offset)
-            await self.channel_layer.send(message.runner, {"type": "hub.follow", "generation_id": gid, "offset": offset, "reply_channel": self.channel_name})
+            # (Again, for gap repair: the runner resends from offset.) If Redis cannot take it
+            # now, the follow is made again when it is back (layer_recovered).
+            self.remote[gid] = message.runner
+            self.have[gid] = offset
+            try:
+                await self._layer(self.channel_layer.send(message.runner, {"type": "hub.follow", "generation_id": gid, "offset": offset, "reply_channel": self.channel_name}))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("Could not follow %s through %s (%s); again when Redis is back", gid, message.runner, type(exc).__name__)
             return
         if message.status != Message.Status.STREAMING and gid not in self.ended:
             # Finished already: the text the socket is missing, then the one final frame.
-            if offset < len(message.content):
-                await self.send(text_data=frames.delta(gid, offset, message.content[offset:]))
+            await self._fill(gid, offset, message.content)
             html = await renderpool.render(message.content)
             await self._send_end(frames.end(message=message, conversation_title=self.conversation.title, html=html))
 
@@ -190,7 +210,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.ended.add(generation_id)
             self.following.discard(generation_id)
             self.remote.pop(generation_id, None)
+            self.have.pop(generation_id, None)
         await self.send(text_data=frame)
+
+    async def _fill(self, gid: str, have: int, content: str) -> None:
+        """The stored text from `have` on, before an end that may come without it."""
+        if have < len(content) and gid not in self.ended:
+            await self.send(text_data=frames.delta(gid, have, content[have:]))
 
     async def _send_end(self, end: dict[str, Any]) -> None:
         await self.deliver(frames.dumps(end), final=True, generation_id=end["generation_id"])
@@ -226,8 +252,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         gid = end["generation_id"]
         if end["conversation_id"] != self.conversation.pk:
             await self.send(text_data=frames.dumps(end))  # another conversation: the sidebar announces it
-        elif gid in self.following or gid in self.remote or gid in self.ended:
-            await self._send_end(end)  # (its follow already delivered it, or will: sent once)
+        elif gid in self.following or gid in self.ended:
+            await self._send_end(end)  # (its follow already delivered it: sent once)
+        elif gid in self.remote:
+            # Followed through another process, which relays the end before announcing it: here
+            # first means that relay did not arrive (its follow was on its way as the reply
+            # ended, or Redis dropped frames). The text it lacks comes from the store first.
+            message = await self._db(_reply_by_generation, conversation_id=self.conversation.pk, generation_id=gid)
+            if message is not None:
+                await self._fill(gid, self.have.get(gid, 0), message.content)
+            await self._send_end(end)
         else:
             # Not following it (yet): e.g. a socket that has just connected and whose `follow`
             # is on its way. Its text first, as a follow gets it, so no client sees the final
@@ -253,14 +287,61 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=4401)
 
     async def relay_frame(self, event: dict[str, Any]) -> None:
-        await self.deliver(event["frame"], final=event["final"], generation_id=event["generation_id"])
+        """A frame of a reply another process runs. The relay is at-most-once (channels-redis):
+        a part of the text that went missing is asked for again before anything after it is
+        passed on, and the end comes only after the whole text (from the store if need be)."""
+        gid = event["generation_id"]
+        if gid in self.ended:
+            return
+        have = self.have.get(gid, 0)
+        if "offset" in event:
+            if event["offset"] > have:  # a gap: the runner resends from what we have
+                runner = self.remote.get(gid)
+                if runner:
+                    try:
+                        await self._layer(self.channel_layer.send(runner, {"type": "hub.follow", "generation_id": gid, "offset": have, "reply_channel": self.channel_name}))
+                    except Exception as exc:  # noqa: BLE001 - asked again when Redis is back
+                        log.warning("Could not ask %s to resend %s (%s)", runner, gid, type(exc).__name__)
+                return
+            self.have[gid] = max(have, event["upto"])
+        elif event["final"] and have < event.get("length", 0):
+            message = await self._db(_reply_by_generation, conversation_id=self.conversation.pk, generation_id=gid)
+            if message is not None:
+                await self._fill(gid, have, message.content)
+        await self.deliver(event["frame"], final=event["final"], generation_id=gid)
 
     async def relay_gone(self, event: dict[str, Any]) -> None:
         gid = event["generation_id"]
         self.remote.pop(gid, None)
-        await self._follow(gid, 0)
+        await self._follow(gid, self.have.pop(gid, 0))
+
+    async def layer_recovered(self, event: dict[str, Any]) -> None:
+        """Redis is back after an outage (hub watcher). Rejoin the person's group (a restarted
+        Redis forgot it), ask again for the replies followed through other processes from what
+        this socket has, and send `hello` again: a client that does not know its
+        `current_leaf_id` missed messages meanwhile and reloads the thread."""
+        await self._join_group()
+        for gid, runner in tuple(self.remote.items()):
+            try:
+                await self._follow(gid, self.have.get(gid, 0))
+            except ChatError:
+                self.remote.pop(gid, None)
+        leaf = await self._db(_current_leaf_id, conversation_id=self.conversation.pk)
+        await self.send_json({"type": "hello", "conversation_id": self.conversation.pk, "current_leaf_id": leaf})
 
     # --- helpers -------------------------------------------------------------------------
+
+    async def _layer(self, call: Awaitable[Any]) -> Any:
+        """A channel-layer call that gives up after a while: a hung Redis must not hang the socket."""
+        return await asyncio.wait_for(call, settings.CHATSITE_RELAY_SEND_TIMEOUT_SECONDS)
+
+    async def _join_group(self) -> None:
+        if not self.hub.redis_ok:
+            return
+        try:
+            await self._layer(self.channel_layer.group_add(self.group, self.channel_name))
+        except Exception as exc:  # noqa: BLE001 - joined when Redis is back (layer_recovered)
+            log.warning("Could not join %s (%s); again when Redis is back", self.group, type(exc).__name__)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=frames.dumps(payload))
@@ -296,6 +377,10 @@ def _reply_by_generation(*, conversation_id: int, generation_id: str) -> Message
         return Message.objects.filter(conversation_id=conversation_id, generation_id=generation_id).first()
     except Exception:  # a malformed UUID
         return None
+
+
+def _current_leaf_id(*, conversation_id: int) -> int | None:
+    return Conversation.objects.filter(pk=conversation_id).values_list("current_leaf_id", flat=True).first()
 
 
 def _streaming_reply(*, conversation_id: int, generation_id: str) -> Message | None:

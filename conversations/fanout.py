@@ -17,10 +17,13 @@ connections on the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Protocol
 
 from channels.layers import InMemoryChannelLayer
+from django.conf import settings
+from redis.exceptions import RedisError
 
 from . import groups
 from .batching import Batcher
@@ -54,6 +57,9 @@ class Registry:
     def of(self, user_id: int) -> dict[str, Socket]:
         return self._sockets.get(user_id, {})
 
+    def all(self) -> list[Socket]:
+        return [socket for sockets in self._sockets.values() for socket in sockets.values()]
+
     def reader(self, layer: Any, shard: int) -> Batcher[str, set[str]]:
         """Group-member reads on one Redis host of the channel layer, pipelined."""
         key = (id(layer), shard)
@@ -84,14 +90,26 @@ async def _members(layer: Any, registry: Registry, group: str) -> set[str] | Non
     return await registry.reader(layer, layer.consistent_hash(group)).submit(key(group))
 
 
-async def tell_user(layer: Any, registry: Registry, user_id: int, event: dict[str, Any], *, skip: str = "") -> None:
-    """Deliver `event` to every socket of the person (but `skip`, a channel name)."""
+async def tell_user(layer: Any, registry: Registry, user_id: int, event: dict[str, Any], *, skip: str = "", redis_ok: bool = True) -> None:
+    """Deliver `event` to every socket of the person (but `skip`, a channel name).
+
+    When Redis is down or hung (`redis_ok` False, or it fails now), the sockets of this process
+    still get it: the others learn what they missed when their process is back in touch with
+    Redis (consumers: `layer.recovered`).
+    """
     group = groups.user_group(user_id)
     local = registry.of(user_id)
-    members = await _members(layer, registry, group) if local else None
-    if members is None or not members <= local.keys():
-        await layer.group_send(group, event)
-        return
+    timeout = settings.CHATSITE_RELAY_SEND_TIMEOUT_SECONDS
+    try:
+        if not redis_ok and not isinstance(layer, InMemoryChannelLayer):
+            raise ConnectionError("Redis is known to be down")
+        members = await asyncio.wait_for(_members(layer, registry, group), timeout) if local else None
+        if members is None or not members <= local.keys():
+            await asyncio.wait_for(layer.group_send(group, event), timeout)
+            return
+    except (TimeoutError, RedisError, OSError) as exc:
+        log.warning("Could not reach Redis for %s (%s); telling this process's sockets only", event.get("type"), type(exc).__name__)
+        members = set(local)
     for name in members:
         if name == skip:
             continue

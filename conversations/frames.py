@@ -104,3 +104,14 @@ def finished_reply(*, message_id: int, model: str, generation_id: str, parent_id
         "usage": usage,
     }
 
+
+
+def notice(generation_id: str, code: str, message: str, *, seconds: float | None = None) -> dict[str, Any]:
+    """Something the person should know while a reply is not moving: Claude is busy and the
+    server waits to try again (`retrying`, with `seconds`), Claude has sent nothing for a while
+    (`stalled`), the reply is done but cannot be stored yet (`saving`). Shown until the next
+    text or the end."""
+    frame: dict[str, Any] = {"type": "notice", "generation_id": generation_id, "code": code, "message": message}
+    if seconds is not None:
+        frame["seconds"] = round(seconds, 1)
+    return frame

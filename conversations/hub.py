@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from channels.exceptions import ChannelFull
+from redis.exceptions import RedisError
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import frames, llm, queueing, renderpool, services
+from . import errors, frames, liveness, llm, queueing, renderpool, services
 from .asyncdb import background_db, publishing, request_db
 from .batching import Batcher
 from .fanout import Registry
@@ -41,7 +42,7 @@ class Run:
 
     __slots__ = (
         "spec", "gid", "parts", "length", "flushed_parts", "flushed_length", "checkpointed_length",
-        "followers", "task", "stop_requested", "started", "first_token_at", "done",
+        "followers", "task", "stop_requested", "started", "first_token_at", "done", "notice", "last_frame",
     )
 
     def __init__(self, spec: GenerationSpec) -> None:
@@ -58,6 +59,11 @@ class Run:
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.done = False
+        # The notice followers are shown now ("Claude is busy, retrying in 8 s"), for late
+        # followers too; gone with the next text.
+        self.notice: str | None = None
+        # (offset, end, frame) of the last flush: remote followers in step share its frame.
+        self.last_frame: tuple[int, int, str] = (0, 0, "")
 
     def text(self) -> str:
         # Compact the already-flushed head in place (the appender holds this list's append).
@@ -73,16 +79,23 @@ class Run:
 class RemoteFollower:
     """A socket on another process, reached through the channel layer.
 
-    It is sent everything from what it has (`sent`) on every flush, so a dropped or refused
-    channel message (channels-redis is at-most-once) is healed by the next one.
+    Its frames go out from a task of its own (`Hub._pump`), never from the flush: a Redis that
+    hangs or restarts must not hold up the replies' other followers. One send is in flight at a
+    time; each sends everything from what it has (`sent`) so far, so a send that failed or was
+    dropped (channels-redis is at-most-once) is made good by the next one. The relayed message
+    says which part of the text it carries (`offset`, `upto`) and, with the final frame, the
+    reply's length, so the receiving socket can tell a gap and fill it (consumers).
     """
 
-    __slots__ = ("channel", "sent", "layer")
+    __slots__ = ("channel", "sent", "layer", "pump", "notice", "final")
 
     def __init__(self, channel: str, sent: int, layer: Any) -> None:
         self.channel = channel
         self.sent = sent
         self.layer = layer
+        self.pump: asyncio.Task | None = None
+        self.notice: str | None = None
+        self.final: str | None = None
 
     def __hash__(self) -> int:
         return hash(self.channel)
@@ -91,11 +104,14 @@ class RemoteFollower:
         return isinstance(other, RemoteFollower) and other.channel == self.channel
 
     async def deliver(self, frame: str, *, final: bool, generation_id: str) -> None:
-        try:
-            await self.layer.send(self.channel, {"type": "relay.frame", "frame": frame, "final": final, "generation_id": generation_id})
-        except ChannelFull:
-            log.warning("Follower channel %s is full; it will catch up on the next frame", self.channel)
-            raise
+        raise NotImplementedError("frames reach a remote follower through Hub._pump")
+
+
+# Seconds between two looks of the hub at Redis (liveness, outages, restarts).
+WATCH_SECONDS = 1.0
+# How long the end of a reply keeps trying to reach a socket on another process (Redis down):
+# after that the socket learns the end when its process is back in touch (consumers).
+FINAL_RELAY_SECONDS = 10.0
 
 
 class Hub:
@@ -107,13 +123,17 @@ class Hub:
         self.channel_name: str = ""
         self.layer = None
         # Group commit for the two bursts: sends, and replies ending (see batching).
-        self.sends = Batcher(lambda requests: services.message_send_many(requests), run=request_db, concurrency=lambda: settings.CHATSITE_DB_THREADS)
-        self.endings = Batcher(lambda endings: _persist_final_many(endings), run=background_db)
+        self.sends = Batcher(lambda requests: services.message_send_many(requests), run=request_db, concurrency=lambda: settings.CHATSITE_DB_THREADS,
+                             whole=errors.is_database_outage)
+        self.endings = Batcher(lambda endings: _persist_final_many(endings), run=background_db, whole=errors.is_database_outage)
         # Titles and compaction steps of finished replies, queued after their end frames.
         self.followups = Batcher(queueing.publish_many, run=publishing)
         self._background: set[asyncio.Task] = set()
         self.sockets = Registry()  # this process's sockets per person (fanout)
         self.stats = {"started": 0, "finished": 0, "checkpoints": 0, "checkpoint_statements": 0, "frames": 0}
+        # What the watcher last saw of Redis (the channel layer's): reachable or not.
+        self.redis_ok = True
+        self._watcher: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -145,6 +165,8 @@ class Hub:
             # The SDK client (its HTTP transport loads the CA store and imports on first use:
             # 40–60 ms of CPU that would otherwise delay the first burst of replies).
             llm.async_client()
+            if hasattr(self.layer, "connection") and (self._watcher is None or self._watcher.done()):
+                self._watcher = asyncio.get_running_loop().create_task(self._watch_redis())
         return self.channel_name
 
     def start(self, spec: GenerationSpec, runner: Callable[["Hub", Run], Awaitable[None]]) -> Run:
@@ -159,7 +181,7 @@ class Hub:
     async def close(self) -> None:
         """Cancel every run and the background tasks (tests; process shutdown); give the
         Celery tasks of finished replies a few seconds to be queued."""
-        tasks = [r.task for r in self.runs.values() if r.task] + [t for t in (self._ticker, self._listener) if t]
+        tasks = [r.task for r in self.runs.values() if r.task] + [t for t in (self._ticker, self._listener, self._watcher) if t]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -167,6 +189,11 @@ class Hub:
             await asyncio.wait(tasks, timeout=2)
         if self._background:
             await asyncio.wait(set(self._background), timeout=5)
+        if self._watcher is not None and self.layer is not None:
+            try:  # gone at once, rather than when the key expires
+                await asyncio.wait_for(liveness.gone(self.layer.connection(0), self.channel_name), 1)
+            except Exception:  # noqa: BLE001 - it expires by itself
+                pass
 
     def get(self, generation_id: str) -> Run | None:
         return self.runs.get(generation_id)
@@ -196,26 +223,76 @@ class Hub:
         run.flushed_parts = len(run.parts)
         run.flushed_length = run.length
         frame = frames.delta(run.gid, offset, text)
+        run.last_frame = (offset, run.length, frame)
+        run.notice = None
         self.stats["frames"] += 1
         for follower in tuple(run.followers):
-            if isinstance(follower, RemoteFollower) and follower.sent != offset:
-                # It missed something: send it everything from what it has.
-                catch_up = run.text()[follower.sent:]
-                await self._deliver(run, follower, frames.delta(run.gid, follower.sent, catch_up), final=False, sent=run.length)
+            if isinstance(follower, RemoteFollower):
+                self._kick(run, follower)
             else:
-                await self._deliver(run, follower, frame, final=False, sent=run.length)
+                await self._deliver(run, follower, frame, final=False)
 
-    async def _deliver(self, run: Run, follower: Follower, frame: str, *, final: bool, sent: int) -> None:
+    async def _deliver(self, run: Run, follower: Follower, frame: str, *, final: bool) -> None:
+        """To a follower in this process (a socket, an API stream): never blocks on I/O."""
         try:
             await follower.deliver(frame, final=final, generation_id=run.gid)
-        except ChannelFull:
-            return
         except Exception:  # a socket that went away must not break the generation
             log.debug("Dropping follower of %s", run.gid, exc_info=True)
             run.followers.discard(follower)
-            return
-        if isinstance(follower, RemoteFollower):
-            follower.sent = sent
+
+    async def notify(self, run: Run, notice: dict[str, Any]) -> None:
+        """Show every follower a notice about the reply (frames.notice), late followers too."""
+        frame = frames.dumps(notice)
+        run.notice = frame
+        for follower in tuple(run.followers):
+            if isinstance(follower, RemoteFollower):
+                follower.notice = frame
+                self._kick(run, follower)
+            else:
+                await self._deliver(run, follower, frame, final=False)
+
+    # --- followers on other processes --------------------------------------------------
+
+    def _kick(self, run: Run, follower: RemoteFollower) -> None:
+        if follower.pump is None or follower.pump.done():
+            follower.pump = asyncio.get_running_loop().create_task(self._pump(run, follower))
+
+    async def _pump(self, run: Run, follower: RemoteFollower) -> None:
+        """Bring one remote follower up to date: the text it lacks, a notice, the end."""
+        loop = asyncio.get_running_loop()
+        delay, deadline = 0.2, 0.0
+        while (message := _next_relay(run, follower)) is not None:
+            if await self._relay(run, follower, message):
+                if "upto" in message:
+                    follower.sent = message["upto"]
+                elif message["final"]:
+                    follower.final = None
+                elif follower.notice is message["frame"]:
+                    follower.notice = None
+                delay = 0.2
+                continue
+            if follower.final is None or follower not in run.followers:
+                return  # the next flush (or the end) tries again
+            # The reply has ended: nothing else will try again, so keep trying for a while.
+            deadline = deadline or loop.time() + FINAL_RELAY_SECONDS
+            if loop.time() + delay > deadline:
+                log.warning("Could not relay the end of %s to %s; it gets it when back in touch", run.gid, follower.channel)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _relay(self, run: Run, follower: RemoteFollower, message: dict[str, Any]) -> bool:
+        try:
+            await asyncio.wait_for(follower.layer.send(follower.channel, message), settings.CHATSITE_RELAY_SEND_TIMEOUT_SECONDS)
+            return True
+        except ChannelFull:
+            log.warning("Follower channel %s is full; it will catch up on the next frame", follower.channel)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("Could not relay %s to %s (%s); trying again later", run.gid, follower.channel, type(exc).__name__)
+        except Exception:
+            log.debug("Dropping follower %s of %s", follower.channel, run.gid, exc_info=True)
+            run.followers.discard(follower)
+        return False
 
     async def _tick(self) -> None:
         """Flush on a fixed schedule; checkpoint in the background, never in the flush path."""
@@ -263,11 +340,17 @@ class Hub:
             return False
         run.followers.discard(follower)  # following again = resend from `offset` (gap repair)
         offset = max(0, min(offset, run.flushed_length))
+        if isinstance(follower, RemoteFollower):
+            follower.sent = offset
+            follower.notice = run.notice
+            run.followers.add(follower)
+            self._kick(run, follower)
+            return True
         if offset < run.flushed_length:
             catch_up = run.text()[offset:run.flushed_length]
-            await self._deliver(run, follower, frames.delta(run.gid, offset, catch_up), final=False, sent=run.flushed_length)
-        elif isinstance(follower, RemoteFollower):
-            follower.sent = run.flushed_length
+            await self._deliver(run, follower, frames.delta(run.gid, offset, catch_up), final=False)
+        if run.notice is not None:
+            await self._deliver(run, follower, run.notice, final=False)
         run.followers.add(follower)
         return True
 
@@ -285,16 +368,64 @@ class Hub:
         return True
 
     async def finish(self, run: Run, end_frame: dict[str, Any]) -> None:
-        """Flush the tail, send the one final frame to every follower, and forget the run."""
+        """Flush the tail, send the one final frame to every follower, and forget the run.
+
+        Returns once followers on other processes have the end too (or it could not reach them
+        for FINAL_RELAY_SECONDS), so that it reaches them before the announcement of the end
+        to the person's sockets (runner), which travels the same channels after it.
+        """
         await self.flush(run)
         run.done = True
         frame = frames.dumps(end_frame)
+        pumps = []
         for follower in tuple(run.followers):
-            await self._deliver(run, follower, frame, final=True, sent=run.length)
-        run.followers.clear()
+            if isinstance(follower, RemoteFollower):
+                follower.final = frame
+                self._kick(run, follower)
+                pumps.append(follower.pump)
+            else:
+                await self._deliver(run, follower, frame, final=True)
         self.runs.pop(run.gid, None)
         self._dirty.discard(run)
         self.stats["finished"] += 1
+        if pumps:
+            await asyncio.wait(pumps)
+        run.followers.clear()
+
+    # --- Redis: say we are alive, notice outages and restarts -----------------------------
+
+    async def _watch_redis(self) -> None:
+        """Every WATCH_SECONDS: renew this runner's liveness key (liveness) and see whether Redis
+        answers. When it answers again after failing, or has lost our key (restarted: the
+        channel groups are gone too), every socket of this process is told (`layer.recovered`)
+        so it can rejoin its groups and repair what it missed meanwhile."""
+        connection = self.layer.connection(0)
+        beaten = False
+        while True:
+            try:
+                previous = await asyncio.wait_for(liveness.beat(connection, self.channel_name), settings.CHATSITE_RELAY_SEND_TIMEOUT_SECONDS)
+                ok = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down, hung or restarting
+                if self.redis_ok:
+                    log.warning("Redis is not answering (%s); live replies go on for the sockets of this process", type(exc).__name__)
+                ok, previous = False, b"1"
+            lost = ok and beaten and previous is None
+            if ok and (not self.redis_ok or lost):
+                log.warning("Redis is back%s; telling this process's sockets", " (restarted: its state is gone)" if lost else "")
+                self.redis_ok = True
+                await self._recovered()
+            self.redis_ok = ok
+            beaten = beaten or ok
+            await asyncio.sleep(WATCH_SECONDS)
+
+    async def _recovered(self) -> None:
+        for socket in self.sockets.all():
+            try:
+                await socket.dispatch({"type": "layer.recovered"})
+            except Exception:  # noqa: BLE001 - one socket must not cost the others
+                log.warning("Socket %s could not recover", getattr(socket, "channel_name", "?"), exc_info=True)
 
     # --- the hub channel: other processes follow and stop our runs -----------------------
 
@@ -325,6 +456,22 @@ class Hub:
             self.unfollow(gid, RemoteFollower(message["reply_channel"], 0, self.layer))
         elif kind == "hub.stop":
             self.stop(gid)
+
+
+def _next_relay(run: Run, follower: RemoteFollower) -> dict[str, Any] | None:
+    """What a remote follower should get next, as a channel-layer message (or None)."""
+    gid = run.gid
+    if follower.sent < run.flushed_length:
+        start, end = follower.sent, run.flushed_length
+        offset, upto, frame = run.last_frame
+        if (offset, upto) != (start, end):  # behind (or new): everything from what it has
+            frame = frames.delta(gid, start, run.text()[start:end])
+        return {"type": "relay.frame", "frame": frame, "final": False, "generation_id": gid, "offset": start, "upto": end}
+    if follower.notice is not None:
+        return {"type": "relay.frame", "frame": follower.notice, "final": False, "generation_id": gid}
+    if follower.final is not None:
+        return {"type": "relay.frame", "frame": follower.final, "final": True, "generation_id": gid, "length": run.length}
+    return None
 
 
 _hubs: dict[int, Hub] = {}

@@ -55,6 +55,9 @@ class StreamResult:
     usage: Usage = field(default_factory=Usage)
     stop_reason: str = ""
     text_deltas: int = 0
+    # Data lines read so far, of any event (pings included): a watcher that sees this number
+    # stand still knows the stream has stalled (runner).
+    events: int = 0
 
 
 class LLMError(Exception):
@@ -171,12 +174,18 @@ def _client_kwargs() -> dict[str, Any]:
 
 
 def async_client() -> anthropic.AsyncAnthropic:
-    """The process's AsyncAnthropic for the running event loop (its pool is loop-bound)."""
+    """The process's AsyncAnthropic for the running event loop (its pool is loop-bound).
+
+    It never retries by itself: replies are retried by the runner, which bounds the whole wait
+    by CHATSITE_RETRY_BUDGET_SECONDS and tells the person while it waits. The SDK's own
+    retries honour any `retry-after` without a cap (a 429 asking for 40 s made a reply wait
+    two minutes against a 30 s budget, with nothing shown meanwhile).
+    """
     loop = asyncio.get_running_loop()
-    key = (id(loop), settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_MAX_RETRIES, settings.ANTHROPIC_TIMEOUT)
+    key = (id(loop), settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_TIMEOUT)
     client = _async_clients.get(key)
     if client is None:
-        client = anthropic.AsyncAnthropic(**_client_kwargs())
+        client = anthropic.AsyncAnthropic(**{**_client_kwargs(), "max_retries": 0})
         _async_clients.clear()  # an old loop's client is unusable; drop it rather than leak it
         _async_clients[key] = client
     return client
@@ -259,6 +268,7 @@ async def stream_message(
                     continue
                 if not line.startswith(b"data:"):
                     continue
+                result.events += 1
                 if event == b"content_block_delta":
                     if _TEXT_DELTA in line:
                         text = json.loads(line[5:])["delta"]["text"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from . import frames, services
+from . import frames, liveness, services
 from .models import Message
 
 
@@ -15,11 +15,17 @@ def reap_stale(*, stale_after: float | None = None) -> list[dict[str, Any]]:
 
     `stale_after=0` marks every streaming reply: only for start-up of a single-process server.
     """
+    alive: frozenset[str] = frozenset()
+    if stale_after != 0:
+        runners = services.generations_stale_runners(stale_after=stale_after)
+        if not runners:
+            return []
+        alive = frozenset(liveness.alive(runners))
     with transaction.atomic():
         ids = list(Message.objects.filter(status=Message.Status.STREAMING).values_list("pk", flat=True))
         if not ids:
             return []
-        services.generations_mark_interrupted(stale_after=stale_after)
+        services.generations_mark_interrupted(stale_after=stale_after, alive_runners=alive)
     reaped = Message.objects.filter(pk__in=ids, status=Message.Status.INTERRUPTED).select_related("conversation")
     ends = []
     for message in reaped:

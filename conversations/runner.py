@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import fanout, frames, llm, renderpool, services
+from . import errors, fanout, frames, llm, renderpool, services
 from .hub import Hub, Run
 from .models import Message
 from .pricing import cost_of
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 def _backoff(attempt: int, hint: float | None) -> float:
     if hint is not None and hint > 0:
         return hint
-    return min(0.5 * 2**attempt, 8.0) * (0.75 + random.random() / 4)
+    return min(0.5 * 2**attempt, 8.0) * (0.75 + random.random() / 4)  # the SDK's schedule
 
 
 async def run_generation(hub: Hub, run: Run) -> None:
@@ -40,6 +42,8 @@ async def run_generation(hub: Hub, run: Run) -> None:
         # "Continue": Claude picks up from the kept partial as a prefilled assistant turn.
         messages = [*messages, {"role": "assistant", "content": spec.initial_text.rstrip()}]
     loop = asyncio.get_running_loop()
+    # Every wait before the reply fails counts against this budget, whatever `retry-after` says
+    # (the SDK does not retry on its own: llm.async_client).
     deadline = loop.time() + settings.CHATSITE_RETRY_BUDGET_SECONDS
     attempt = 0
     try:
@@ -47,20 +51,27 @@ async def run_generation(hub: Hub, run: Run) -> None:
             received_before = run.length
             try:
                 result = llm.StreamResult()
-                await llm.stream_message(
+                await _watched(hub, run, result, llm.stream_message(
                     model=spec.model, system=spec.system, messages=messages, max_tokens=spec.max_tokens, on_text=on_text, result=result
-                )
+                ))
                 if result.stop_reason == "max_tokens":
                     error_code, error = "max_tokens", "The reply reached the maximum length and was cut off. You can continue it."
                 break
             except llm.LLMError as exc:
-                delay = _backoff(attempt, exc.retry_after)
-                if exc.retryable and run.length == received_before == len(spec.initial_text) and loop.time() + delay < deadline:
+                # The server's hint is obeyed (trying sooner is pointless); our own backoff is
+                # cut short so the last retry still fits in the budget.
+                remaining = deadline - loop.time()
+                delay = exc.retry_after if exc.retry_after and exc.retry_after > 0 else min(_backoff(attempt, None), remaining - 0.05)
+                untouched = run.length == received_before == len(spec.initial_text)
+                if exc.retryable and untouched and 0 < delay < remaining:
                     attempt += 1
                     log.info("Generation %s: %s before the first token, retry %d in %.2fs", run.gid, exc.code, attempt, delay)
+                    await hub.notify(run, frames.notice(run.gid, "retrying", _retrying(exc, delay), seconds=delay))
                     await asyncio.sleep(delay)
                     continue
                 status, error_code, error = Message.Status.ERROR, exc.code, exc.message
+                if exc.retryable and untouched and exc.retry_after and delay >= remaining:
+                    error = f"{exc.message} (Anthropic asked to wait {math.ceil(exc.retry_after)} s, longer than this server waits.)"
                 break
     except asyncio.CancelledError:
         if run.stop_requested:
@@ -78,6 +89,48 @@ async def run_generation(hub: Hub, run: Run) -> None:
     await asyncio.shield(_finish(hub, run, status=status, usage=usage, stop_reason=result.stop_reason, error_code=error_code, error=error))
 
 
+def _retrying(exc: llm.LLMError, delay: float) -> str:
+    why = {"rate_limited": "Claude is busy (rate limit)", "overloaded": "Claude is busy (overloaded)"}.get(exc.code, "Claude did not answer")
+    return f"{why}; retrying in {math.ceil(delay)} s…"
+
+
+# How often a live attempt is looked at for a stall.
+WATCH_SECONDS = 1.0
+
+
+async def _watched(hub: Hub, run: Run, result: llm.StreamResult, stream: Awaitable[llm.StreamResult]) -> None:
+    """Await one attempt; if Claude sends nothing (not even a ping) for a while, tell the
+    followers, and past CHATSITE_STALL_TIMEOUT_SECONDS give up on the attempt (`timeout`:
+    retried before the first token, else the reply ends with its text kept)."""
+    task = asyncio.ensure_future(stream)
+    loop = asyncio.get_running_loop()
+    seen, quiet_since, noticed = -1, loop.time(), False
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=WATCH_SECONDS)
+            if done:
+                task.result()
+                return
+            now = loop.time()
+            if result.events != seen:
+                seen, quiet_since, noticed = result.events, now, False
+                continue
+            quiet = now - quiet_since
+            if quiet >= settings.CHATSITE_STALL_TIMEOUT_SECONDS:
+                log.warning("Generation %s: nothing from Claude for %.0f s; giving up on this attempt", run.gid, quiet)
+                raise llm.LLMError(
+                    "timeout", f"Claude stopped sending for {quiet:.0f} s, so the reply was ended here. The text so far is kept; you can continue it.",
+                    retryable=True,
+                )
+            if quiet >= settings.CHATSITE_STALL_NOTICE_SECONDS and not noticed:
+                noticed = True
+                await hub.notify(run, frames.notice(run.gid, "stalled", f"Claude has sent nothing for {quiet:.0f} s; still waiting…", seconds=quiet))
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_reason: str, error_code: str, error: str) -> None:
     await hub.flush(run)
     spec = run.spec
@@ -85,7 +138,7 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
     content = run.text()
     # Store and render at the same time: the rendering runs in a helper process (renderpool).
     stored, rendered = await asyncio.gather(
-        hub.endings.submit(Ending(spec=spec, content=content, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error)),
+        _store(hub, run, Ending(spec=spec, content=content, status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error)),
         renderpool.render(content),
         return_exceptions=True,
     )
@@ -101,11 +154,42 @@ async def _finish(hub: Hub, run: Run, *, status: str, usage: llm.Usage, stop_rea
         end = _end(run, content=content, html=html, status=status, usage=stored, error_code=error_code, error=error)
     await hub.finish(run, end)
     try:
-        await fanout.tell_user(get_channel_layer(), hub.sockets, spec.owner_id, {"type": "chat.generation_end", "end": end})
+        await fanout.tell_user(get_channel_layer(), hub.sockets, spec.owner_id, {"type": "chat.generation_end", "end": end}, redis_ok=hub.redis_ok)
     except Exception:
         log.exception("Could not announce the end of generation %s", run.gid)
     if not isinstance(stored, BaseException):
         hub.queue_followups(services.reply_followups(spec=spec, status=status, usage=usage))
+
+
+async def _store(hub: Hub, run: Run, ending: "Ending") -> dict | BaseException:
+    """Store the reply's end; while the database is unreachable, keep it and try again with
+    backoff (for CHATSITE_FINAL_WRITE_RETRY_SECONDS), telling the followers it is not saved
+    yet. The run stays in the hub meanwhile: its checkpoints go on (the first to get through
+    stores the whole text), and its runner says it is alive in Redis (liveness), so the reaper
+    leaves it alone."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.CHATSITE_FINAL_WRITE_RETRY_SECONDS
+    delay, told, tries = 0.25, False, 0
+    while True:
+        tries += 1
+        try:
+            stored = await hub.endings.submit(ending)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            if not errors.is_database_outage(exc) or loop.time() + delay > deadline:
+                return exc
+            if not told:
+                told = True
+                log.warning("Generation %s: the database is unreachable (%s); keeping the reply and retrying its write", run.gid, exc)
+                await hub.notify(run, frames.notice(
+                    run.gid, "saving",
+                    "The reply is complete, but the server cannot reach its database to save it yet. It is kept and will be saved as soon as the database is back.",
+                ))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, settings.CHATSITE_FINAL_WRITE_BACKOFF_MAX_SECONDS)
+            continue
+        if told:
+            log.warning("Generation %s: stored after %d tries", run.gid, tries)
+        return stored
 
 
 @dataclass(frozen=True)

@@ -586,16 +586,33 @@ def _usage_row(*, user_id: int, conversation_id: int | None, message_id: int | N
     )
 
 
-def generations_mark_interrupted(*, stale_after: float | None = None, now: datetime | None = None) -> int:
-    """Mark replies whose runner stopped proving it is alive as interrupted, keeping their text.
+def generations_stale_runners(*, stale_after: float | None = None, now: datetime | None = None) -> set[str]:
+    """The runners of the replies generations_mark_interrupted would mark now."""
+    return set(_stale_generations(stale_after=stale_after, now=now).values_list("runner", flat=True).distinct())
 
-    Run at start-up and periodically (Celery beat): with several processes, only a stale
-    heartbeat tells that the process running a generation died.
-    """
+
+def _stale_generations(*, stale_after: float | None, now: datetime | None, alive_runners: frozenset[str] = frozenset()):
     now = now or timezone.now()
     stale_after = settings.CHATSITE_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
     cutoff = now - timedelta(seconds=stale_after)
-    return Message.objects.filter(status=Message.Status.STREAMING).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)).update(
+    stale = Message.objects.filter(status=Message.Status.STREAMING).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+    if alive_runners:
+        # A live runner that could not write heartbeats (the database was down) may still be
+        # retrying the reply's end; it is spared for as long as it may retry, no longer.
+        spared_since = cutoff - timedelta(seconds=settings.CHATSITE_FINAL_WRITE_RETRY_SECONDS)
+        stale = stale.exclude(runner__in=alive_runners, heartbeat_at__gte=spared_since)
+    return stale
+
+
+def generations_mark_interrupted(*, stale_after: float | None = None, now: datetime | None = None, alive_runners: frozenset[str] = frozenset()) -> int:
+    """Mark replies whose runner stopped proving it is alive as interrupted, keeping their text.
+
+    Run at start-up and periodically (Celery beat): with several processes, only a stale
+    heartbeat tells that the process running a generation died; `alive_runners` (said alive
+    in Redis, see liveness) are spared.
+    """
+    now = now or timezone.now()
+    return _stale_generations(stale_after=stale_after, now=now, alive_runners=alive_runners).update(
         status=Message.Status.INTERRUPTED,
         error_code="interrupted",
         error="The server stopped while this reply was being written. The text so far is kept; you can retry.",

@@ -39,6 +39,19 @@ def _model_catalog(request):
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, plus: close the PostgreSQL connection pool before the test database is
+    dropped (its idle connections would otherwise keep the database busy)."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all(initialized_only=True):
+            if getattr(connection, "pool", None) is not None:
+                connection.close_pool()
+
+
+@pytest.fixture(scope="session")
 def fake_anthropic():
     """The project's fake Anthropic API in a subprocess; the real SDK talks to it over HTTP."""
     fake = FakeAnthropicProcess(tps=400).start()

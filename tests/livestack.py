@@ -32,6 +32,7 @@ READY_PATH = "/accounts/login/"
 STOP_TIMEOUT = 5.0
 # The live server keeps admin-edited rows (models, prices, spend limits) this many seconds.
 CATALOG_CACHE_SECONDS = 1.0
+LIVENESS_TTL_SECONDS = 2
 
 
 def catalog_cache_expired() -> None:
@@ -146,6 +147,8 @@ class LiveStack:
             ANTHROPIC_BASE_URL=self.anthropic_url,
             ANTHROPIC_API_KEY="",  # the UI then shows the "Offline demo model" badge
             CHATSITE_CHECKPOINT_SECONDS="0.5",
+            # A killed process is known dead to the reaper this long after its last beat.
+            CHATSITE_LIVENESS_TTL_SECONDS=str(LIVENESS_TTL_SECONDS),
             # Admin edits (prices, spend limits) apply within this long; tests that make one
             # from a shell wait it out (see catalog_cache_expired).
             CHATSITE_CATALOG_CACHE_SECONDS=str(CATALOG_CACHE_SECONDS),

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.livestack import LiveStack, free_port
+from tests.livestack import LIVENESS_TTL_SECONDS, LiveStack, free_port
 from tests.wsclient import ChatClient
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the Redis channel layer (make test provides it)")
@@ -129,7 +129,7 @@ async def test_killed_process_leaves_no_reply_streaming_after_the_reaper(stack, 
         await asyncio.sleep(1.2)  # past a checkpoint (0.5 s in the live stack)
         stack.kill_primary()  # no cleanup at all: SIGKILL
         assert stack.stored_replies()[-1][1] == "streaming"
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(LIVENESS_TTL_SECONDS + 0.5)  # its "alive" key in Redis expires
         assert "Recovered 1" in stack.reap(stale_after=1.0)
         content, status = stack.stored_replies()[-1]
         assert status == "interrupted"

@@ -235,7 +235,27 @@ function onDelta(f) {
   const stick = nearBottom();
   g.node.appendData(fresh);
   g.have = end;
+  showReplyNotice(g, null); // text is moving again
   if (stick) scrollDown(true);
+}
+
+function onNotice(f) {
+  // Claude is busy and the server retries, nothing has come for a while, or the reply waits to
+  // be saved: said under the reply until the next text or its end.
+  const g = gens.get(f.generation_id);
+  if (g) showReplyNotice(g, f);
+}
+
+function showReplyNotice(g, f) {
+  let line = g.el.querySelector(".msg-footer .msg-notice");
+  if (!f) { line?.remove(); return; }
+  if (!line) {
+    line = el("div", "msg-notice");
+    line.setAttribute("role", "status");
+    g.el.querySelector(".msg-footer")?.prepend(line);
+  }
+  line.dataset.code = f.code;
+  line.textContent = f.message;
 }
 
 function onEnd(f) {
@@ -509,6 +529,7 @@ function connect() {
       case "hello": if (everConnected) resync(f); everConnected = true; break;
       case "delta": onDelta(f); break;
       case "generation.end": onEnd(f); break;
+      case "notice": onNotice(f); break;
       case "message.created": onCreated(f); break;
       case "error": onError(f); break;
       case "conversation.updated": onUpdated(f); break;
