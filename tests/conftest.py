@@ -323,3 +323,11 @@ def clear_default_cache() -> None:
     if keys:
         client.delete(*keys)
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """The browser tests (tests/test_browser*.py) carry the `browser` marker, so that
+    `-m browser` or `-m "not browser"` can pick them."""
+    for item in items:
+        if item.path.name.startswith("test_browser"):
+            item.add_marker(pytest.mark.browser)

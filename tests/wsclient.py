@@ -90,3 +90,86 @@ class Socket:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+class ProtocolSocket:
+    """A client that applies frames exactly as docs/protocol.md says, in the background.
+
+    Per generation: `texts` (by offset: a gap is dropped and repaired with `follow` from what it
+    has, a duplicate dropped), `ends` (every generation.end, to count them), `short_ends` (ends
+    that came while the text was shorter than their content_length: what the protocol forbids),
+    `notices`. `errors` and `closed` (the close code, if the server closed it) too. Only
+    frames of its own conversation count for `short_ends`.
+    """
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, conversation_id: int) -> None:
+        self.ws = ws
+        self.conversation_id = conversation_id
+        self.texts: dict[str, str] = {}
+        self.ends: dict[str, list[dict[str, Any]]] = {}
+        self.short_ends: list[tuple[str, int, int]] = []
+        self.notices: dict[str, list[dict[str, Any]]] = {}
+        self.frames: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.hellos = 0
+        self.closed: int | None = None
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def open(cls, client: ChatClient, conversation_id: int, base_url: str) -> "ProtocolSocket":
+        base = base_url.rstrip("/")
+        ws = await client.session.ws_connect(base.replace("http", "ws", 1) + f"/ws/conversations/{conversation_id}/", origin=base)
+        return cls(ws, conversation_id)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_str(json.dumps(frame))
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            frame = json.loads(message.data)
+            self.frames.append(frame)
+            kind, gid = frame["type"], frame.get("generation_id", "")
+            if kind == "hello":
+                self.hellos += 1
+            elif kind == "delta":
+                have = self.texts.get(gid, "")
+                if frame["offset"] > len(have):
+                    await self.send({"type": "follow", "generation_id": gid, "offset": len(have)})
+                elif frame["offset"] + len(frame["text"]) > len(have):
+                    self.texts[gid] = have[: frame["offset"]] + frame["text"]
+            elif kind == "generation.end":
+                have = len(self.texts.get(gid, ""))
+                # (Ends of replies in the person's other conversations announce them, no text.)
+                if frame["conversation_id"] == self.conversation_id and have < frame["content_length"]:
+                    self.short_ends.append((gid, have, frame["content_length"]))
+                self.ends.setdefault(gid, []).append(frame)
+            elif kind == "notice":
+                self.notices.setdefault(gid, []).append(frame)
+            elif kind == "error":
+                self.errors.append(frame)
+        self.closed = self.ws.close_code
+
+    async def wait(self, predicate, timeout: float = 30, what: str = "condition") -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            if self.reader.done():
+                raise AssertionError(f"socket closed ({self.closed}) while waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    async def first(self, kind: str, since: int = 0, timeout: float = 20, **fields: Any) -> dict[str, Any]:
+        """The first frame of `kind` (with these `fields`) from frame number `since` on (take
+        len(frames) before sending)."""
+        def match(f: dict[str, Any]) -> bool:
+            return f["type"] == kind and all(f.get(k) == v for k, v in fields.items())
+
+        await self.wait(lambda: any(match(f) for f in self.frames[since:]), timeout, kind)
+        return next(f for f in self.frames[since:] if match(f))
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
