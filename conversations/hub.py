@@ -254,6 +254,8 @@ class Hub:
     # --- followers on other processes --------------------------------------------------
 
     def _kick(self, run: Run, follower: RemoteFollower) -> None:
+        if not self.redis_ok and follower.final is None:
+            return  # the watcher kicks every remote follower when Redis is back
         if follower.pump is None or follower.pump.done():
             follower.pump = asyncio.get_running_loop().create_task(self._pump(run, follower))
 
@@ -288,7 +290,8 @@ class Hub:
         except ChannelFull:
             log.warning("Follower channel %s is full; it will catch up on the next frame", follower.channel)
         except (TimeoutError, RedisError, OSError) as exc:
-            log.warning("Could not relay %s to %s (%s); trying again later", run.gid, follower.channel, type(exc).__name__)
+            log.log(logging.WARNING if self.redis_ok else logging.DEBUG,
+                    "Could not relay %s to %s (%s); trying again later", run.gid, follower.channel, type(exc).__name__)
         except Exception:
             log.debug("Dropping follower %s of %s", follower.channel, run.gid, exc_info=True)
             run.followers.discard(follower)
@@ -421,6 +424,10 @@ class Hub:
             await asyncio.sleep(WATCH_SECONDS)
 
     async def _recovered(self) -> None:
+        for run in tuple(self.runs.values()):
+            for follower in tuple(run.followers):
+                if isinstance(follower, RemoteFollower):
+                    self._kick(run, follower)
         for socket in self.sockets.all():
             try:
                 await socket.dispatch({"type": "layer.recovered"})

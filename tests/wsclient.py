@@ -32,6 +32,13 @@ class ChatClient:
         async with self.session.post(self.base_url + "/accounts/signup/", data=data, allow_redirects=False) as resp:
             assert resp.status == 302, f"signup failed: {resp.status}"
 
+    async def login(self, username: str, password: str = "a-Long-pass-123") -> int:
+        """Log in; the HTTP status of the log-in POST (302 when it worked)."""
+        token = await self._csrf("/accounts/login/")
+        data = {"csrfmiddlewaretoken": token, "username": username, "password": password}
+        async with self.session.post(self.base_url + "/accounts/login/", data=data, allow_redirects=False) as resp:
+            return resp.status
+
     async def new_conversation(self) -> int:
         token = await self._csrf("/chat/")
         async with self.session.post(self.base_url + "/chat/new/", data={"csrfmiddlewaretoken": token}, allow_redirects=False) as resp:
