@@ -720,12 +720,17 @@ async def _stream(request: web.Request, state: FakeState, reply: dict, model: st
                 sent += 1
         else:
             assert frames is not None
+            stall_after = reply.get("stall_after")
             for i in range(stop_at):
                 if i and interval > 0:
                     next_t += interval
                     d = next_t - loop.time()
                     if d > 0:
                         await sleep(d)
+                if i == stall_after:
+                    # Nothing at all for a while, not even a ping: a stalled upstream.
+                    await sleep(float(reply.get("stall_ms", 0)) / 1000.0)
+                    next_t = loop.time()
                 await write(frames[i])
                 sent += 1
 
