@@ -228,7 +228,9 @@ CHATSITE_CONTEXT_BUDGET_TOKENS = env.int("CHATSITE_CONTEXT_BUDGET_TOKENS", defau
 CHATSITE_COMPACT_LOW_WATER_RATIO = env.float("CHATSITE_COMPACT_LOW_WATER_RATIO", default=0.5)
 # Headroom kept free in the context window (the token estimate is approximate).
 CHATSITE_CONTEXT_SAFETY_TOKENS = env.int("CHATSITE_CONTEXT_SAFETY_TOKENS", default=2_000)
-CHATSITE_COMPACTION_CLAIM_SECONDS = env.float("CHATSITE_COMPACTION_CLAIM_SECONDS", default=300.0)
+# A compaction claim lasts this long unless its worker renews it (every third of it, while it
+# works); a worker that died is known gone after this long, or at once on its own machine.
+CHATSITE_COMPACTION_CLAIM_SECONDS = env.float("CHATSITE_COMPACTION_CLAIM_SECONDS", default=30.0)
 CHATSITE_SUMMARY_MAX_TOKENS = env.int("CHATSITE_SUMMARY_MAX_TOKENS", default=1500)
 CHATSITE_TITLE_MAX_TOKENS = env.int("CHATSITE_TITLE_MAX_TOKENS", default=30)
 CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)

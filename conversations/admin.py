@@ -527,8 +527,8 @@ class UsageRecordAdmin(admin.ModelAdmin):
     """The ledger, read-only: spend cannot be edited away. The list shows the totals of
     whatever it is filtered to (see the change_list.html override)."""
 
-    list_display = ("created_at", "user", "kind", "model", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd", "saved_usd", "conversation")
-    list_filter = ("kind", "model", "created_at")
+    list_display = ("created_at", "user", "kind", "model", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_usd", "saved_usd", "estimated", "conversation")
+    list_filter = ("kind", "model", "estimated", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("user__username",)
     list_select_related = ("user", "conversation")

@@ -5,23 +5,28 @@ turns after the current summary with the utility model, down to the low-water ma
 then send summary + the turns after it. It happens in steps, not every turn, so the cached
 prefix stays stable between steps. Nothing is deleted: the person still sees every message.
 
-The task is idempotent: it claims the conversation with a conditional update (a stale claim
-from a crashed worker may be taken over), calls the model outside any transaction, and a cut
-can only get one summary (unique constraint), so running it twice yields one summary.
+The task is idempotent: it claims the conversation with a conditional update (a claim whose
+holder is gone may be taken over: see `claim`), calls the model outside any transaction, and a
+cut can only get one summary (unique constraint), so running it twice yields one summary.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import llm, modelcache, prompting, selectors
+from . import llm, metering, modelcache, prompting, selectors
 from .models import Conversation, LLMModel, Message, Summary, UsageRecord
 from .pricing import Prices
 
@@ -79,23 +84,89 @@ def enqueue(conversation_id: int) -> None:
 # --- The task's work ---------------------------------------------------------------------
 
 
-def claim(conversation_id: int) -> datetime | None:
-    """Claim a conversation's compaction; the claim's time, or None while another worker's
-    claim is fresh."""
+@dataclass(frozen=True)
+class Claim:
+    conversation_id: int
+    holder: str  # "host:pid:token" of the worker process that holds it
+
+
+def _new_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def holder_is_gone(holder: str) -> bool:
+    """True when `holder` was a process of this machine that no longer runs. A worker killed
+    mid-summary has its task redelivered, often to a sibling process of the same machine:
+    that one can tell at once that the claim is dead. (A holder on another machine is known
+    gone when it stops renewing its claim.)"""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def claim(conversation_id: int) -> Claim | None:
+    """Claim a conversation's compaction: the claim, or None while another worker holds it.
+
+    A claim is free when nobody holds it, when its holder stopped renewing it for
+    CHATSITE_COMPACTION_CLAIM_SECONDS, or when its holder is a dead process of this machine.
+    Taken with a conditional update on what was read, so two workers never both get it.
+    """
+    current = Conversation.objects.filter(pk=conversation_id).values_list("compaction_claimed_at", "compaction_claimed_by").first()
+    if current is None:
+        return None
     now = timezone.now()
     stale = now - timedelta(seconds=settings.CHATSITE_COMPACTION_CLAIM_SECONDS)
-    claimed = (
-        Conversation.objects.filter(pk=conversation_id)
-        .filter(Q(compaction_claimed_at__isnull=True) | Q(compaction_claimed_at__lt=stale))
-        .update(compaction_claimed_at=now)
-    )
-    return now if claimed else None
+    free = Q(compaction_claimed_at__isnull=True) | Q(compaction_claimed_at__lt=stale)
+    claimed_at, holder = current
+    if claimed_at is not None and holder and holder_is_gone(holder):
+        log.info("Compaction of conversation %s: its holder %s is gone; taking over", conversation_id, holder)
+        free |= Q(compaction_claimed_at=claimed_at, compaction_claimed_by=holder)
+    mine = Claim(conversation_id=conversation_id, holder=_new_holder())
+    taken = Conversation.objects.filter(pk=conversation_id).filter(free).update(compaction_claimed_at=now, compaction_claimed_by=mine.holder)
+    return mine if taken else None
 
 
-def release(conversation_id: int, claimed_at: datetime) -> None:
+def renew(c: Claim) -> bool:
+    """Say the holder is still at work; False when the claim was taken over meanwhile."""
+    return bool(Conversation.objects.filter(pk=c.conversation_id, compaction_claimed_by=c.holder).update(compaction_claimed_at=timezone.now()))
+
+
+def release(c: Claim) -> None:
     # Only our own claim: a worker slow enough for its claim to go stale must not clear the
     # claim of the worker that took over.
-    Conversation.objects.filter(pk=conversation_id, compaction_claimed_at=claimed_at).update(compaction_claimed_at=None)
+    Conversation.objects.filter(pk=c.conversation_id, compaction_claimed_by=c.holder).update(compaction_claimed_at=None, compaction_claimed_by="")
+
+
+@contextmanager
+def renewing(c: Claim):
+    """Renew the claim from a thread every third of its lifetime while the body runs (the
+    summary call can take longer than the claim lasts)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.wait(settings.CHATSITE_COMPACTION_CLAIM_SECONDS / 3):
+                renew(c)
+        except Exception:  # noqa: BLE001 - a missed renewal costs at most a second summary call
+            log.warning("Could not renew the compaction claim of conversation %s", c.conversation_id, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, name=f"compaction-claim-{c.conversation_id}", daemon=True)
+    thread.start()
+    try:
+        yield c
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 @dataclass
@@ -163,53 +234,53 @@ def _transcript(messages: list[Message]) -> str:
 
 
 def summarise(p: Plan) -> tuple[str, llm.Usage, LLMModel]:
-    """The model call (no transaction is open here)."""
+    """The model call (no transaction is open here), in the ledger before it is made."""
     utility = modelcache.utility_model() or p.model
     parts = []
     if p.previous is not None:
         parts.append(f"<previous_summary>\n{p.previous.text}\n</previous_summary>")
     parts.append(f"<transcript>\n{_transcript(p.fold)}\n</transcript>")
     parts.append("Write the updated summary.")
-    text, usage = llm.complete(
-        model=utility.model_id,
-        system=SUMMARISER_SYSTEM,
-        messages=[{"role": "user", "content": "\n\n".join(parts)}],
-        max_tokens=settings.CHATSITE_SUMMARY_MAX_TOKENS,
+    messages = [{"role": "user", "content": "\n\n".join(parts)}]
+    max_tokens = settings.CHATSITE_SUMMARY_MAX_TOKENS
+    text, usage = metering.metered(
+        lambda: llm.complete(model=utility.model_id, system=SUMMARISER_SYSTEM, messages=messages, max_tokens=max_tokens),
+        user_id=p.conversation.owner_id, conversation_id=p.conversation.pk, kind=UsageRecord.Kind.SUMMARY, prices=Prices.of(utility),
+        estimated=metering.estimate(system=SUMMARISER_SYSTEM, messages=messages, max_tokens=max_tokens),
     )
     return text.strip(), usage, utility
 
 
 def compact(conversation_id: int) -> Summary | None:
     """Run one compaction step for a conversation; safe to call twice or concurrently."""
-    from .services import usage_record
-
-    claimed_at = claim(conversation_id)
-    if claimed_at is None:
+    mine = claim(conversation_id)
+    if mine is None:
         log.info("Compaction of conversation %s is already claimed", conversation_id)
         return None
     try:
-        # A deleted conversation (even one that can still be restored) costs nothing more.
-        conversation = Conversation.objects.filter(pk=conversation_id, deleted_at__isnull=True).first()
-        if conversation is None:
-            return None
-        p = plan(conversation)
-        if p is None:
-            return None
-        existing = Summary.objects.filter(conversation=conversation, upto=p.upto).first()
-        if existing is not None:
-            return existing
-        text, usage, utility = summarise(p)
-        usage_record(
-            user_id=conversation.owner_id, conversation_id=conversation.pk, message_id=None,
-            kind=UsageRecord.Kind.SUMMARY, usage=usage, prices=Prices.of(utility),
-        )
-        if not text:
-            return None
-        covered = len(p.fold) + (p.previous.covered_messages if p.previous else 0)
-        try:
-            with transaction.atomic():
-                return Summary.objects.create(conversation=conversation, upto=p.upto, text=text, model=utility.model_id, covered_messages=covered)
-        except IntegrityError:
-            return Summary.objects.filter(conversation=conversation, upto=p.upto).first()
+        with renewing(mine):
+            return _compact(conversation_id)
     finally:
-        release(conversation_id, claimed_at)
+        release(mine)
+
+
+def _compact(conversation_id: int) -> Summary | None:
+    # A deleted conversation (even one that can still be restored) costs nothing more.
+    conversation = Conversation.objects.filter(pk=conversation_id, deleted_at__isnull=True).first()
+    if conversation is None:
+        return None
+    p = plan(conversation)
+    if p is None:
+        return None
+    existing = Summary.objects.filter(conversation=conversation, upto=p.upto).first()
+    if existing is not None:
+        return existing
+    text, usage, utility = summarise(p)
+    if not text:
+        return None
+    covered = len(p.fold) + (p.previous.covered_messages if p.previous else 0)
+    try:
+        with transaction.atomic():
+            return Summary.objects.create(conversation=conversation, upto=p.upto, text=text, model=utility.model_id, covered_messages=covered)
+    except IntegrityError:
+        return Summary.objects.filter(conversation=conversation, upto=p.upto).first()

@@ -127,8 +127,10 @@ class Conversation(models.Model):
     context_tokens = models.PositiveIntegerField(default=0)
     # The summary that reply's request used: context_tokens describes that layout.
     context_summary = models.ForeignKey("Summary", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    # A compaction worker's claim; a stale claim (crashed worker) may be taken over.
+    # A compaction worker's claim: who holds it (host:pid:token) and when it last said so (the
+    # holder renews it while it works); a claim whose holder is gone may be taken over.
     compaction_claimed_at = models.DateTimeField(null=True, blank=True)
+    compaction_claimed_by = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -256,6 +258,10 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(**_MONEY, help_text="USD at the prices of the time.")
     # What the same call would have cost with every cache token billed as plain input.
     uncached_cost = models.DecimalField(**_MONEY)
+    # Written before a summary or title call and replaced by the real usage when the answer
+    # comes: a worker killed mid-call leaves this estimate (at most max_tokens of output),
+    # since Anthropic bills a call that completes upstream even when nobody reads the answer.
+    estimated = models.BooleanField(default=False, help_text="Usage estimated: the caller died before the answer came.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

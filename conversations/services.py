@@ -568,11 +568,29 @@ def reply_followups(*, spec: GenerationSpec, status: str, usage: Usage) -> list[
     return tasks
 
 
-def usage_record(*, user_id: int, conversation_id: int | None, message_id: int | None, kind: str, usage: Usage, prices: Prices) -> UsageRecord:
+def usage_record(*, user_id: int, conversation_id: int | None, message_id: int | None, kind: str, usage: Usage, prices: Prices,
+                 estimated: bool = False) -> UsageRecord:
     """Put one billed call in the ledger (replies, summaries and titles alike)."""
     row = _usage_row(user_id=user_id, conversation_id=conversation_id, message_id=message_id, kind=kind, usage=usage, prices=prices)
+    row.estimated = estimated
     row.save(force_insert=True)
     return row
+
+
+def usage_record_settle(*, record: UsageRecord, usage: Usage, prices: Prices) -> None:
+    """An estimated ledger entry (see metering) gets the call's real usage."""
+    real = _usage_row(user_id=record.user_id, conversation_id=record.conversation_id, message_id=record.message_id, kind=record.kind, usage=usage, prices=prices)
+    UsageRecord.objects.filter(pk=record.pk).update(
+        **{name: getattr(real, name) for name in _LEDGER_USAGE_FIELDS}, estimated=False,
+    )
+
+
+def usage_record_drop(*, record: UsageRecord) -> None:
+    """An estimated ledger entry for a call the API refused (nothing billed)."""
+    UsageRecord.objects.filter(pk=record.pk, estimated=True).delete()
+
+
+_LEDGER_USAGE_FIELDS = ("model", "input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost", "uncached_cost")
 
 
 def _usage_row(*, user_id: int, conversation_id: int | None, message_id: int | None, kind: str, usage: Usage, prices: Prices) -> UsageRecord:

@@ -11,7 +11,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
-from . import llm, modelcache, selectors
+from . import llm, metering, modelcache, selectors
 from .models import Conversation, Message, UsageRecord
 from .pricing import Prices
 
@@ -35,8 +35,6 @@ def clean_title(text: str) -> str:
 def name_conversation(conversation_id: int) -> str | None:
     """Name the conversation from its first exchange; return the new title, or None if it
     already has a real title (or no finished reply yet)."""
-    from .services import usage_record
-
     # A deleted conversation (even one that can still be restored) is not worth a title.
     conversation = Conversation.objects.filter(pk=conversation_id, deleted_at__isnull=True).first()
     if conversation is None or conversation.title_source not in PLACEHOLDER_SOURCES:
@@ -49,15 +47,11 @@ def name_conversation(conversation_id: int) -> str | None:
     utility = modelcache.utility_model() or modelcache.llm_model(conversation.model)
     if utility is None:
         return None
-    text, usage = llm.complete(
-        model=utility.model_id,
-        system=TITLER_SYSTEM,
-        messages=[{"role": "user", "content": f"<message>\n{first.content[:3000]}\n</message>\n<reply>\n{reply.content[:3000]}\n</reply>\n\nTitle:"}],
-        max_tokens=settings.CHATSITE_TITLE_MAX_TOKENS,
-    )
-    usage_record(
-        user_id=conversation.owner_id, conversation_id=conversation.pk, message_id=None,
-        kind=UsageRecord.Kind.TITLE, usage=usage, prices=Prices.of(utility),
+    messages = [{"role": "user", "content": f"<message>\n{first.content[:3000]}\n</message>\n<reply>\n{reply.content[:3000]}\n</reply>\n\nTitle:"}]
+    text, usage = metering.metered(
+        lambda: llm.complete(model=utility.model_id, system=TITLER_SYSTEM, messages=messages, max_tokens=settings.CHATSITE_TITLE_MAX_TOKENS),
+        user_id=conversation.owner_id, conversation_id=conversation.pk, kind=UsageRecord.Kind.TITLE, prices=Prices.of(utility),
+        estimated=metering.estimate(system=TITLER_SYSTEM, messages=messages, max_tokens=settings.CHATSITE_TITLE_MAX_TOKENS),
     )
     title = clean_title(text)
     if not title:

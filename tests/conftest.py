@@ -81,9 +81,10 @@ def celery_worker(request, fake_anthropic, django_db_setup, django_db_blocker):
         "ANTHROPIC_API_KEY": "test-key",
         "ANTHROPIC_MAX_RETRIES": "2",
         "ANTHROPIC_TIMEOUT": "20",
-        # A killed worker's task comes back after this, and its claim is stale by then.
+        # A killed worker's task comes back after this; its claims are taken over because the
+        # new worker sees their holder's process is gone, not because they went stale.
         "CHATSITE_CELERY_VISIBILITY_TIMEOUT": "4",
-        "CHATSITE_COMPACTION_CLAIM_SECONDS": "2",
+        "CHATSITE_COMPACTION_CLAIM_SECONDS": "300",
         **getattr(request.module, "CELERY_WORKER_SETTINGS", {}),
     }
     worker = CeleryWorker(redis_url=settings.CELERY_BROKER_URL, queue=settings.CELERY_TASK_DEFAULT_QUEUE, env=env)

@@ -27,6 +27,12 @@ from conversations.models import Conversation, LLMModel, Message, Summary, Syste
 from conversations.pricing import Prices, cost_of
 from tests.celeryworker import wait_for
 
+
+def timezone_now():
+    from django.utils import timezone
+
+    return timezone.now()
+
 # Compaction starts at 3,000 tokens (and folds down to 1,500) so a few dozen short messages
 # make a "long" conversation. The worker and this process must agree: see _same_settings.
 CELERY_WORKER_SETTINGS = {"CHATSITE_CONTEXT_BUDGET_TOKENS": "3000"}
@@ -303,14 +309,37 @@ def test_a_worker_whose_claim_went_stale_leaves_the_new_claim_alone(worker, alic
     conversation = titled_conversation(alice)
     slow = compaction.claim(conversation.pk)
     taken_over = compaction.claim(conversation.pk)
-    assert slow is not None and taken_over is not None and taken_over > slow
-    compaction.release(conversation.pk, slow)  # the slow worker finishes
-    assert Conversation.objects.get(pk=conversation.pk).compaction_claimed_at == taken_over
-    compaction.release(conversation.pk, taken_over)
+    assert slow is not None and taken_over is not None and taken_over.holder != slow.holder
+    assert not compaction.renew(slow), "the slow worker learns it lost the claim"
+    compaction.release(slow)  # the slow worker finishes
+    assert Conversation.objects.get(pk=conversation.pk).compaction_claimed_by == taken_over.holder
+    compaction.release(taken_over)
     assert Conversation.objects.get(pk=conversation.pk).compaction_claimed_at is None
 
 
-def test_a_compaction_whose_worker_is_killed_is_redelivered_and_done_once(worker, llm, token, alice):
+def test_a_claim_whose_holder_process_is_gone_is_taken_over_at_once(worker, alice, settings):
+    import socket
+    import subprocess
+    import sys
+
+    settings.CHATSITE_COMPACTION_CLAIM_SECONDS = 3600  # never stale here: only the holder's death frees it
+    conversation = titled_conversation(alice)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        for holder, free in ((f"{socket.gethostname()}:{alive.pid}:x", False), (f"other-host:{dead.pid}:x", False),
+                             (f"{socket.gethostname()}:{dead.pid}:x", True)):
+            Conversation.objects.filter(pk=conversation.pk).update(compaction_claimed_at=timezone_now(), compaction_claimed_by=holder)
+            assert (compaction.claim(conversation.pk) is not None) is free, holder
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_compaction_whose_worker_is_killed_is_redelivered_and_done_once(worker, llm, token, alice, settings):
+    """The worker's claims last CHATSITE_COMPACTION_CLAIM_SECONDS (300 s here): the redelivered
+    task takes over because it can tell the holder's process is gone, not by waiting."""
     conversation, _ = long_conversation(alice, exchanges=16, chars=400, marker=f"kill-{token}")
     llm.script([{"text": "never sent", "first_byte_delay_ms": 60_000}, {"text": "Summary after the crash"}], match=f"kill-{token}")
     result = tasks.compact_conversation.delay(conversation.pk)
@@ -329,8 +358,12 @@ def test_a_compaction_whose_worker_is_killed_is_redelivered_and_done_once(worker
     assert worker.log_text().count(f"[{result.id}] received") == 2
     assert Summary.objects.filter(conversation=conversation).count() == 1
     assert len(bodies(llm, f"kill-{token}", system=compaction.SUMMARISER_SYSTEM)) == 2
-    # Only the call that returned is on the bill (the killed one never reported usage).
-    assert UsageRecord.objects.filter(conversation=conversation, kind=UsageRecord.Kind.SUMMARY).count() == 1
+    # Both calls reached Anthropic, so both are in the ledger: the one that answered with its
+    # usage, the killed one with an estimate (Anthropic bills a call that completes upstream).
+    records = UsageRecord.objects.filter(conversation=conversation, kind=UsageRecord.Kind.SUMMARY)
+    assert sorted(r.estimated for r in records) == [False, True]
+    guess = records.get(estimated=True)
+    assert guess.input_tokens > 0 and guess.output_tokens == settings.CHATSITE_SUMMARY_MAX_TOKENS and guess.cost > 0
 
 
 def test_a_conversation_far_past_the_context_window_still_gets_an_answer(worker, llm, token, alice):
