@@ -47,6 +47,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.remote: dict[str, str] = {}  # generation id -> the hub channel we follow it through
         self.have: dict[str, int] = {}  # ... and the code points of it this socket has been sent
         self.ended: set[str] = set()
+        self.tasks: set[asyncio.Task] = set()  # this socket's background work (_later)
         self.hub = get_hub()
         await self.hub.ensure_listening()
         # Without Redis the socket still works with this process's replies; it joins the group
@@ -60,6 +61,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not hasattr(self, "hub"):
             return
         self.hub.sockets.discard(self.user.pk, self)
+        for task in tuple(self.tasks):
+            task.cancel()
         for gid in tuple(self.following):
             self.hub.unfollow(gid, self)
         try:
@@ -240,7 +243,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
         payload = event["payload"]
         await self.send_json(payload)
         if payload["conversation_id"] == self.conversation.pk and payload["reply"]["generation_id"]:
-            await self._follow(payload["reply"]["generation_id"], 0)
+            gid = payload["reply"]["generation_id"]
+            try:
+                await self._follow(gid, 0)
+            except Exception as exc:
+                if not errors.is_database_outage(exc):
+                    raise
+                self._later(self._follow_when_the_database_is_back(gid))
+
+    async def _follow_when_the_database_is_back(self, gid: str) -> None:
+        """A reply announced while the database was unreachable (its runner holds it until it is
+        stored): follow it as soon as the database answers again."""
+        delay = 0.5
+        while gid not in self.ended:
+            await asyncio.sleep(delay)
+            try:
+                await self._follow(gid, self.have.get(gid, 0))
+                return
+            except Exception as exc:  # noqa: BLE001
+                if not errors.is_database_outage(exc):
+                    log.warning("Could not follow %s", gid, exc_info=True)
+                    return
+            delay = min(delay * 2, 5.0)
+
+    def _later(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def chat_thread(self, event: dict[str, Any]) -> None:
         """Another tab switched branches: follow it when it is this conversation."""
@@ -359,7 +388,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         handler = None if name.startswith("_") else getattr(self, name, None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        if name.startswith("websocket_"):
+            await handler(message)
+            return
+        try:
+            await handler(message)
+        except Exception:  # an event from elsewhere in the server must not cost the person the socket
+            log.exception("Socket %s could not handle %s", self.channel_name, message["type"])
 
     async def _get_conversation(self, user, conversation_id: Any) -> Conversation | None:
         return await self._db(_owned_conversation, user=user, conversation_id=conversation_id)

@@ -244,10 +244,19 @@ class FaultStack:
     def stored_replies(self) -> list[tuple[str, str]]:
         return self.live.stored_replies()
 
-    def logs(self) -> str:
-        second = (self.live.tmpdir / "second.log")
-        text = second.read_text(errors="replace")[-20_000:] if second.exists() else ""
-        return f"--- A ---\n{self.live.log_text()}\n--- B ---\n{text}"
+    def logs(self, level: str = "WARNING") -> str:
+        """What both processes logged at `level` or above (for a failing test's message)."""
+        second = self.live.tmpdir / "second.log"
+        keep = ("WARNING", "ERROR", "CRITICAL", "Traceback") if level == "WARNING" else None
+
+        def pick(text: str) -> str:
+            lines = text.splitlines()
+            if keep:
+                lines = [line for line in lines if any(word in line for word in keep) or line.startswith((" ", "\t"))]
+            return "\n".join(lines)[-10_000:]
+
+        b = second.read_text(errors="replace") if second.exists() else ""
+        return f"--- A ---\n{pick(self.live.log_text(limit=10**7))}\n--- B ---\n{pick(b)}"
 
     def stop(self) -> None:
         if self.second is not None and self.second.poll() is None:

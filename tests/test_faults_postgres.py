@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 
-import aiohttp
 import pytest
 
 from tests.faultkit import FaultStack, PrivatePostgres
+from tests.faultscenarios import postgres_outage
 from tests.wsclient import ChatClient, ProtocolSocket
 
 pytestmark = [
@@ -48,74 +47,24 @@ def stack(fake_anthropic, postgres):
     stack.stop()
 
 
-def _words(n: int, tag: str) -> str:
-    return " ".join(f"{tag}{i:03d}" for i in range(n))
-
-
 @pytest.mark.timeout(240)
 async def test_postgres_down_for_30s_while_replies_end_loses_no_answer(stack, postgres, fake_anthropic):
-    token = uuid.uuid4().hex[:10]
-    texts = {}
-    for i in range(REPLIES):
-        texts[i] = _words(30, f"r{i}w")
-        fake_anthropic.script([{"text": texts[i], "tps": 12}], match=f"go {token} {i}.")  # ~2.5 s each
-    client = ChatClient(stack.url)
-    try:
-        await client.signup(f"pg{token}")
-        conversations = [await client.new_conversation() for _ in range(REPLIES)]
-        # The reply's socket on one process, a watcher on the other (relayed through Redis).
-        own = [await ProtocolSocket.open(client, c, stack.urls[i % 2]) for i, c in enumerate(conversations)]
-        watchers = [await ProtocolSocket.open(client, c, stack.urls[(i + 1) % 2]) for i, c in enumerate(conversations)]
-        gids = []
-        for i, sock in enumerate(own):
-            since = len(sock.frames)
-            await sock.send({"type": "send", "content": f"go {token} {i}.", "client_id": f"c{i}"})
-            gids.append((await sock.first("message.created", since, client_id=f"c{i}"))["reply"]["generation_id"])
-        for sock, gid in zip(own, gids):
-            await sock.wait(lambda s=sock, g=gid: len(s.texts.get(g, "")) > 0, what="streaming")
-
-        postgres.stop()
-        down_at = time.monotonic()
-        # The replies end while the database is down: every socket has the whole text, no end yet,
-        # and is told the reply waits to be saved.
-        for sock, gid, i in zip(own, gids, range(REPLIES)):
-            await sock.wait(lambda s=sock, g=gid, t=texts[i]: s.texts.get(g) == t, timeout=20, what="the whole text")
-            await sock.wait(lambda s=sock, g=gid: any(n["code"] == "saving" for n in s.notices.get(g, [])), timeout=10, what="the saving notice")
-        assert not any(sock.ends for sock in own), "no end while the reply is not stored"
-
-        # A send now is refused plainly; nothing is stored (the browser keeps the text in the box).
-        refused_on = own[0]
-        since = len(refused_on.frames)
-        await refused_on.send({"type": "send", "content": f"during the outage {token}", "client_id": "outage"})
-        error = await refused_on.first("error", since, timeout=15, client_id="outage")
-        assert error["code"] == "unavailable" and error["client_id"] == "outage"
-        assert "still in the box" in error["message"]
-
-        await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
-        postgres.start()
-        # The reaper, the moment the database is back: the runners are alive, their replies spared.
-        assert "Recovered 0" in stack.manage("recover_generations")
-        # The first request of each process after the outage succeeds.
-        for base in stack.urls:
-            async with client.session.get(base + f"/chat/{conversations[0]}/") as response:
-                assert response.status == 200, f"{base}: {response.status}"
-            sock = await ProtocolSocket.open(client, conversations[0], base)
-            await sock.first("hello")
-            await sock.close()
-
-        for sock, gid in [*zip(own, gids), *zip(watchers, gids)]:
-            await sock.wait(lambda s=sock, g=gid: g in s.ends, timeout=30, what="the end")
-        stored = {content: status for content, status in stack.stored_replies()}
-        for i, gid in enumerate(gids):
-            for sock in (own[i], watchers[i]):
-                assert len(sock.ends[gid]) == 1, "exactly one end"
-                assert sock.ends[gid][0]["message"]["status"] == "complete"
-                assert sock.texts[gid] == texts[i]
-            assert stored.get(texts[i]) == "complete", f"reply {i} stored as {stored.get(texts[i])!r}"
-        assert not any(sock.short_ends for sock in [*own, *watchers])
-        assert not any(f"during the outage {token}" in content for content in stored)
-    finally:
-        await client.close()
+    report = await postgres_outage(stack, postgres, fake_anthropic, replies=REPLIES, outage=OUTAGE_SECONDS)
+    # While the database was down: the whole text on every socket, no end (nothing stored yet),
+    # every reply's socket told it waits to be saved, a send refused with the text kept.
+    assert report.notes["ended while down"] == 0
+    assert report.notes["saving notices"] == REPLIES
+    assert report.notes["send refused"] == "unavailable" and "still in the box" in report.notes["refusal"]
+    assert not report.notes["outage send stored"]
+    # The reaper, the moment the database is back: the runners are alive, their replies spared.
+    assert report.notes["reaped"] == 0
+    # The first page and handshake of each process after the outage.
+    assert report.notes["first requests"] == [200, 101, 200, 101]
+    # Every reply stored complete and identical to what both of its sockets saw, one end each.
+    assert report.lost_chars == 0, report.notes["losses"]
+    assert report.ends_per_socket == [1] * 2 * REPLIES
+    assert report.statuses == {"complete": 2 * REPLIES}
+    assert report.short_ends == 0 and report.closed_sockets == 0
 
 
 async def test_first_request_of_each_process_after_a_database_restart_succeeds(stack, postgres):
