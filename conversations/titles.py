@@ -2,6 +2,10 @@
 
 A title the person set is never overwritten: the final write is conditional on the title
 still being a placeholder, so a rename that lands while the model is thinking wins.
+
+The call keeps thinking out of the title's few tokens (utility.py). A reply with no text (its
+thinking used the whole limit) is a failure the task retries and then logs, never an empty title;
+its tokens are billed all the same, so they go in the ledger first.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from django.conf import settings
 from django.db import transaction
 
 from . import llm, modelcache, selectors
-from .models import Conversation, Message, UsageRecord
+from .models import Conversation, LLMModel, Message, UsageRecord
 from .pricing import Prices
+from .utility import utility_complete
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,14 @@ def clean_title(text: str) -> str:
     if line.lower().startswith("title:"):
         line = line[6:].strip()
     return line.rstrip(".!?;:").strip()[:80]
+
+
+def title_completion(*, model: LLMModel, first: str, reply: str) -> llm.Completion:
+    """The utility call that names a conversation from its first message and reply."""
+    return utility_complete(
+        model=model, system=TITLER_SYSTEM, text_tokens=settings.CHATSITE_TITLE_MAX_TOKENS,
+        prompt=f"<message>\n{first[:3000]}\n</message>\n<reply>\n{reply[:3000]}\n</reply>\n\nTitle:",
+    )
 
 
 def name_conversation(conversation_id: int) -> str | None:
@@ -49,17 +62,16 @@ def name_conversation(conversation_id: int) -> str | None:
     utility = modelcache.utility_model() or modelcache.llm_model(conversation.model)
     if utility is None:
         return None
-    text, usage = llm.complete(
-        model=utility.model_id,
-        system=TITLER_SYSTEM,
-        messages=[{"role": "user", "content": f"<message>\n{first.content[:3000]}\n</message>\n<reply>\n{reply.content[:3000]}\n</reply>\n\nTitle:"}],
-        max_tokens=settings.CHATSITE_TITLE_MAX_TOKENS,
-    )
+    completion = title_completion(model=utility, first=first.content, reply=reply.content)
     usage_record(
         user_id=conversation.owner_id, conversation_id=conversation.pk, message_id=None,
-        kind=UsageRecord.Kind.TITLE, usage=usage, prices=Prices.of(utility),
+        kind=UsageRecord.Kind.TITLE, usage=completion.usage, prices=Prices.of(utility),
     )
-    title = clean_title(text)
+    if not completion.text.strip():
+        raise llm.LLMError(
+            "empty_reply", f"The title reply had no text (stop reason {completion.stop_reason or 'none'}).", retryable=True,
+        )
+    title = clean_title(completion.text)
     if not title:
         return None
     # .update() leaves updated_at alone: naming a chat must not reorder the sidebar.

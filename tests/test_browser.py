@@ -347,7 +347,7 @@ def test_two_tabs_stream_live_and_stop_from_either_then_continue(page: Page, fak
     assert norm(page.locator("#thread .msg-assistant .msg-body").last.inner_text()) == norm(stopped_text)
 
     # Continue picks up after the kept text, in both tabs.
-    fake_anthropic.script({"text": " and that is the end.", "tps": 30}, match=token)
+    fake_anthropic.script({"text": " and that is the end.", "tps": 30, "match_in": "all_user_turns"}, match=token)
     page.locator("#thread .msg-assistant").last.get_by_role("button", name="Continue").click()
     for tab in (page, other):
         expect(tab.locator("#thread .msg-assistant").last).to_have_class(re.compile(r"\bstatus-complete\b"))
