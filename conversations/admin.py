@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import admin_exports, catalog, prompting, prompts, review, selectors, usage
+from . import admin_exports, catalog, livecheck, prompting, prompts, review, selectors, usage
 from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, SystemPromptVersion, UsageRecord
 from .templatetags.usage_format import format_usd
 
@@ -37,6 +37,7 @@ class LLMModelAdmin(admin.ModelAdmin):
     list_editable = ("enabled", "input_price", "output_price", "cache_write_5m_price", "cache_write_1h_price", "cache_read_price")
     list_filter = ("enabled", "is_default", "is_utility")
     search_fields = ("display_name", "model_id")
+    actions = ["test_models"]
     readonly_fields = ("updated_at", "documented")
     fieldsets = (
         (None, {"fields": ("display_name", "model_id", "enabled", "is_default", "is_utility", "sort_order")}),
@@ -53,6 +54,19 @@ class LLMModelAdmin(admin.ModelAdmin):
         }),
         ("History", {"fields": ("updated_at",)}),
     )
+
+    @admin.action(description="Test the selected models with the API key (a few small, billed requests each)", permissions=["change"])
+    def test_models(self, request: HttpRequest, queryset) -> None:
+        where = livecheck.endpoint_description()
+        if not where:
+            self.message_user(request, "ANTHROPIC_API_KEY is not set: there is no API to test.", messages.ERROR)
+            return
+        for model in queryset.order_by("sort_order", "display_name"):
+            results = livecheck.check_model(model)
+            failed = [r for r in results if not r.ok]
+            lines = format_html_join("", "<li>{} {}: {}</li>", (("✓" if r.ok else "✗", r.check, r.detail) for r in results))
+            summary = f"{model.display_name}: {'every check passed' if not failed else f'{len(failed)} of {len(results)} checks failed'} ({where})"
+            self.message_user(request, format_html("{}<ul>{}</ul>", summary, lines), messages.ERROR if failed else messages.SUCCESS)
 
     @admin.display(description="Documented")
     def documented(self, obj: LLMModel) -> str:
