@@ -106,6 +106,30 @@ def test_a_model_that_accepts_prefill_is_continued_with_one(llm, token, alice):
     assert body["messages"][-1] == {"role": "assistant", "content": kept}  # no trailing whitespace: the API refuses it
 
 
+def test_thinking_is_never_shown_as_answer_text(llm, token, alice):
+    """Replies start with a thinking block; even when its text is sent (display "summarized"),
+    only the text block is the answer: what followers are sent and what is stored."""
+    thinking = {"text": "The visible answer.", "thinking": f"private-reasoning {token} weighing options", "display": "summarized"}
+    llm.script(thinking, match=f"direct {token}")
+    pieces: list[str] = []
+
+    async def stream() -> llm_module.StreamResult:
+        return await llm_module.stream_message(
+            model=SONNET, system=None, messages=[{"role": "user", "content": f"direct {token}"}], max_tokens=1000, on_text=pieces.append,
+        )
+
+    result = async_to_sync(stream)()
+    assert "".join(pieces) == "The visible answer." and result.text_deltas == 3 and result.stop_reason == "end_turn"
+    assert result.usage.output_tokens > 3  # the thinking is billed as output too
+
+    conversation = services.conversation_create(owner=alice)
+    llm.script(thinking, match=f"stored {token}")
+    _, _, spec = services.message_send(conversation=conversation, content=f"stored {token}")
+    reply = run_reply(spec)
+    assert reply.status == Message.Status.COMPLETE and reply.content == "The visible answer."
+    assert reply.output_tokens == result.usage.output_tokens
+
+
 # --- 2. Titles and summaries -----------------------------------------------------------------
 
 
