@@ -288,13 +288,12 @@ async def stream_message(
 
 @dataclass
 class Completion:
-    """A non-streamed reply. `has_text` is False when the reply holds no text block at all:
-    today's models think first, and thinking that uses all of max_tokens leaves none."""
+    """A non-streamed reply's text (its text blocks), usage and stop reason. The text can be
+    empty: today's models think first, and thinking that uses all of max_tokens leaves none."""
 
     text: str
     usage: Usage
     stop_reason: str
-    has_text: bool
 
 
 def complete(
@@ -318,10 +317,10 @@ def complete(
         message = sync_client().messages.create(**kwargs)
     except anthropic.APIError as exc:
         raise map_exception(exc) from exc
-    texts = [block.text for block in message.content if getattr(block, "type", "") == "text"]
+    text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
     usage = Usage()
     usage.update(message.usage.model_dump())
-    return Completion(text="".join(texts), usage=usage, stop_reason=message.stop_reason or "", has_text=bool(texts))
+    return Completion(text=text, usage=usage, stop_reason=message.stop_reason or "")
 
 
 def count_tokens(*, model: str, system: str | list[dict[str, Any]] | None, messages: list[dict[str, Any]]) -> int:
