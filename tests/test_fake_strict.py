@@ -227,3 +227,19 @@ def test_every_catalogue_model_has_a_documented_capability_row():
         assert caps.sources and all(s.startswith("https://platform.claude.com/docs/") for s in caps.sources)
         assert caps.read_on == "2026-12-08" and caps.default_effort in catalog.EFFORTS
         assert caps.thinking_off in ("", "disabled", "between_tools")
+
+
+def test_docs_models_md_says_what_the_table_says():
+    from pathlib import Path
+
+    rows = {}
+    for line in (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| claude-"):
+            rows[cells[0]] = cells
+    assert sorted(rows) == CATALOGUE
+    for model, cells in rows.items():
+        caps = catalog.CAPABILITIES[model]
+        assert cells[1] == ("accepted" if caps.accepts_prefill else "refused (400)" if model == SONNET else "refused")
+        assert cells[4] == caps.default_effort and cells[5] == caps.thinking_display and cells[6] == str(caps.tokenizer_factor)
+        assert (f"`{caps.thinking_off}`" in cells[3]) if caps.thinking_off else cells[3] == "cannot"

@@ -295,3 +295,19 @@ def test_a_conversation_that_only_fits_by_a_characters_per_token_rule_is_trimmed
     assert reply.content == "秋がいちばんです。"
     assert reply.context_note.startswith("The ") and "did not fit in the model's context window" in reply.context_note
     assert reply.input_tokens + reply.cache_creation_input_tokens + reply.cache_read_input_tokens <= 3000 - 300
+
+
+def test_the_catalogue_rows_carry_the_documented_behaviour_after_migrating():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    for model_id in CATALOGUE:
+        row = LLMModel.objects.get(model_id=model_id)
+        assert {name: getattr(row, name) for name in catalog.MODEL_FIELDS} == catalog.capability_fields(model_id)
+    # A database seeded before issue 21 had the field defaults; migration 0007 corrects them.
+    LLMModel.objects.update(accepts_prefill=True, thinks_by_default=False, thinking_off="", tokenizer_factor="1.00")
+    import_module("conversations.migrations.0007_model_capabilities").copy_capabilities(apps, None)
+    for model_id in CATALOGUE:
+        row = LLMModel.objects.get(model_id=model_id)
+        assert {name: getattr(row, name) for name in catalog.MODEL_FIELDS} == catalog.capability_fields(model_id)
