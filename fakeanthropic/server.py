@@ -347,6 +347,8 @@ def thinking_frames(thinking: strict.Thinking) -> list[bytes]:
     }))
     frames.append(sse_frame("content_block_stop", {"type": "content_block_stop", "index": 0}))
     return frames
+
+
 MESSAGE_STOP_FRAME = sse_frame("message_stop", {"type": "message_stop"})
 ERROR_EVENT_FRAME = sse_frame("error", error_body("overloaded_error", "Overloaded"))
 
@@ -864,6 +866,11 @@ async def handle_count_tokens(request: web.Request) -> web.Response:
 
 
 async def handle_script(request: web.Request) -> web.Response:
+    """Queue replies. Each is routed by `match` (a substring of the last user turn; of any user
+    turn with `"match_in": "all_user_turns"`). Beside the text, timing and failure fields read in
+    the handlers: `"thinking"` (tokens, or the thinking text; false for none) and `"display"`
+    ("summarized" shows the thinking text) shape the thinking block a model that thinks sends
+    first (strict.thinking_for)."""
     state = request.app[STATE_KEY]
     body, bad = await _read_json(request)
     if bad is not None:
