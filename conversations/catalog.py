@@ -27,7 +27,7 @@ from decimal import Decimal as D
 # How much more the tokenizer of Claude 4.7 and later models (every model in this catalogue)
 # counts for the same text than the older one: "approximately 30% more tokens than on Claude
 # Haiku 4.5" (platform.claude.com/docs/en/models/haiku-5-5/whats-new-haiku-5-5, read 2026-12-08;
-# the Opus 4.7 launch notes give 1.0-1.35x depending on content).
+# third-party write-ups of the Opus 4.7 launch quote 1.0-1.35x depending on content).
 NEWER_TOKENIZER_FACTOR = D("1.30")
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -91,8 +91,10 @@ CAPABILITIES: dict[str, Capabilities] = {c.model_id: c for c in (
         sources=(f"{_DOCS}/models/haiku-5-5/overview (comparison table)", f"{_DOCS}/build-with-claude/adaptive-thinking", _SHARED),
     ),
     Capabilities(
-        # Adaptive thinking with effort (default medium); thinking may be disabled at effort high
-        # or lower; thinking text omitted by default; ~30% more tokens than Haiku 4.5.
+        # Adaptive thinking with effort (default medium); thinking text omitted by default; ~30%
+        # more tokens than Haiku 4.5. That thinking may be disabled at effort high or lower is
+        # from /work/shared/NOTES.md and a third-party docs digest (docs.apiyi.com, 2026-11-09),
+        # not a page read here: the live check (manage.py check_anthropic) confirms it per key.
         model_id="claude-haiku-5-5", accepts_prefill=False, thinks_by_default=True,
         thinking_off="disabled", default_effort="medium",
         sources=(f"{_DOCS}/models/haiku-5-5/whats-new-haiku-5-5", f"{_DOCS}/models/haiku-5-5/overview", _SHARED),
