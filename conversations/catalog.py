@@ -93,8 +93,8 @@ CAPABILITIES: dict[str, Capabilities] = {c.model_id: c for c in (
     Capabilities(
         # Adaptive thinking with effort (default medium); thinking text omitted by default; ~30%
         # more tokens than Haiku 4.5. That thinking may be disabled at effort high or lower is
-        # from /work/shared/NOTES.md and a third-party docs digest (docs.apiyi.com, 2026-11-09),
-        # not a page read here: the live check (manage.py check_anthropic) confirms it per key.
+        # from the team's notes on today's models and a third-party docs digest (docs.apiyi.com,
+        # 2026-11-09), not a page read here: the live check (manage.py check_anthropic) confirms it per key.
         model_id="claude-haiku-5-5", accepts_prefill=False, thinks_by_default=True,
         thinking_off="disabled", default_effort="medium",
         sources=(f"{_DOCS}/models/haiku-5-5/whats-new-haiku-5-5", f"{_DOCS}/models/haiku-5-5/overview", _SHARED),
