@@ -18,6 +18,7 @@ ARGS ?=
 help:
 	@echo "make run      start Chatsite at http://127.0.0.1:8000/ (Ctrl+C stops everything)"
 	@echo "make test     run the test suite (ARGS=\"-k name\" passes options to pytest)"
+	@echo "make check-anthropic  with ANTHROPIC_API_KEY set: a few small requests per enabled model, pass/fail each"
 	@echo "make bench    run the streaming benchmark"
 	@echo "make bench-cost  what a 200-turn conversation costs: full history, trim+summary, Chatsite"
 	@echo "make venv     create/update .venv from requirements*.txt"
@@ -32,6 +33,10 @@ test: venv browser
 
 bench: venv
 	$(PY) bench/streams.py $(ARGS)
+
+.PHONY: check-anthropic
+check-anthropic: venv
+	$(PY) scripts/check_anthropic.py $(ARGS)
 
 .PHONY: bench-cost
 bench-cost: venv

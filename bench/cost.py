@@ -49,11 +49,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
-from fakeanthropic.server import split_deltas  # noqa: E402
+from fakeanthropic.server import count_text_tokens, split_deltas  # noqa: E402
 from tests.fakeserver import FakeAnthropicProcess  # noqa: E402
 
 MAIN_MODEL = "claude-sonnet-5-5"
-SYSTEM_PROMPT_CHARS = 12_000  # the fake counts ceil(chars / 4): 3,000 tokens
+SYSTEM_PROMPT_CHARS = 12_000  # the fake counts 3,900 tokens for it on Sonnet 5.5 (four characters a token, times 1.3)
 USER_WORDS = (40, 400, 80)  # triangular (low, high, mode)
 REPLY_WORDS = (150, 700, 300)
 THINK_SECONDS = (30.0, 120.0)
@@ -620,9 +620,9 @@ def main(argv: list[str] | None = None) -> int:
         main_row = LLMModel.objects.get(model_id=MAIN_MODEL)
         prices = {row.model_id: Prices.of(row) for row in LLMModel.objects.all()}
         high, low = compaction.thresholds(main_row)
-        user_tokens = sum(math.ceil(len(t.user) / 4) for t in script.turns)
-        reply_tokens = sum(math.ceil(len(t.assistant) / 4) for t in script.turns)
-        say(f"{a.turns} turns (seed {a.seed}): system prompt {math.ceil(len(script.system_prompt) / 4):,} tokens; "
+        user_tokens = sum(count_text_tokens(t.user, MAIN_MODEL) for t in script.turns)
+        reply_tokens = sum(count_text_tokens(t.assistant, MAIN_MODEL) for t in script.turns)
+        say(f"{a.turns} turns (seed {a.seed}): system prompt {count_text_tokens(script.system_prompt, MAIN_MODEL):,} tokens; "
             f"person {user_tokens / a.turns:,.0f} and Claude {reply_tokens / a.turns:,.0f} tokens a turn on average "
             f"({user_tokens + reply_tokens:,} in all); main {MAIN_MODEL}, utility {utility.model_id}")
         say(f"fake at {fake.url}: cache minimum {MIN_CACHE_TOKENS} tokens, clock +{a.think[0]:.0f}–{a.think[1]:.0f} s a turn")

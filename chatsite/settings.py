@@ -233,6 +233,9 @@ CHATSITE_CONTEXT_SAFETY_TOKENS = env.int("CHATSITE_CONTEXT_SAFETY_TOKENS", defau
 CHATSITE_COMPACTION_CLAIM_SECONDS = env.float("CHATSITE_COMPACTION_CLAIM_SECONDS", default=30.0)
 CHATSITE_SUMMARY_MAX_TOKENS = env.int("CHATSITE_SUMMARY_MAX_TOKENS", default=1500)
 CHATSITE_TITLE_MAX_TOKENS = env.int("CHATSITE_TITLE_MAX_TOKENS", default=30)
+# Room for thinking on top of a title's or summary's max tokens, on models whose thinking cannot be
+# turned off (conversations/utility.py). A limit, not a cost: only the tokens used are billed.
+CHATSITE_UTILITY_THINKING_TOKENS = env.int("CHATSITE_UTILITY_THINKING_TOKENS", default=2048)
 CHATSITE_MAX_INPUT_CHARS = env.int("CHATSITE_MAX_INPUT_CHARS", default=100_000)
 # Largest conversation export (JSON) a person may import, in bytes.
 CHATSITE_IMPORT_MAX_BYTES = env.int("CHATSITE_IMPORT_MAX_BYTES", default=20_000_000)

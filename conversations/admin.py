@@ -11,9 +11,9 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from . import admin_exports, prompting, prompts, review, selectors, usage
+from . import admin_exports, catalog, livecheck, prompting, prompts, review, selectors, usage
 from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, SystemPromptVersion, UsageRecord
 from .templatetags.usage_format import format_usd
 
@@ -37,10 +37,16 @@ class LLMModelAdmin(admin.ModelAdmin):
     list_editable = ("enabled", "input_price", "output_price", "cache_write_5m_price", "cache_write_1h_price", "cache_read_price")
     list_filter = ("enabled", "is_default", "is_utility")
     search_fields = ("display_name", "model_id")
-    readonly_fields = ("updated_at",)
+    actions = ["test_models"]
+    readonly_fields = ("updated_at", "documented")
     fieldsets = (
         (None, {"fields": ("display_name", "model_id", "enabled", "is_default", "is_utility", "sort_order")}),
         ("Limits", {"fields": ("context_window", "max_output_tokens")}),
+        ("Behaviour", {
+            "description": "How Chatsite builds requests for this model: Continue, titles and summaries, and prompt-size estimates. "
+                           "Seeded from Anthropic's documentation; use the “Test” action on the model list to check them against the API.",
+            "fields": ("accepts_prefill", "thinks_by_default", "thinking_off", "tokenizer_factor", "documented"),
+        }),
         ("Prices", {"description": _PRICES_NOTE, "fields": ("input_price", "output_price", "long_prompt_threshold", "long_prompt_multiplier")}),
         ("Caching", {
             "description": "Cache prices are USD per million tokens too. Prompts shorter than the minimum are not cached by the model and are billed as plain input.",
@@ -48,6 +54,29 @@ class LLMModelAdmin(admin.ModelAdmin):
         }),
         ("History", {"fields": ("updated_at",)}),
     )
+
+    @admin.action(description="Test the selected models with the API key (a few small, billed requests each)", permissions=["change"])
+    def test_models(self, request: HttpRequest, queryset) -> None:
+        where = livecheck.endpoint_description()
+        if not where:
+            self.message_user(request, "ANTHROPIC_API_KEY is not set: there is no API to test.", messages.ERROR)
+            return
+        for model in queryset.order_by("sort_order", "display_name"):
+            results = livecheck.check_model(model)
+            failed = [r for r in results if not r.ok]
+            lines = format_html_join("", "<li>{} {}: {}</li>", (("✓" if r.ok else "✗", r.check, r.detail) for r in results))
+            summary = f"{model.display_name}: {'every check passed' if not failed else f'{len(failed)} of {len(results)} checks failed'} ({where})"
+            self.message_user(request, format_html("{}<ul>{}</ul>", summary, lines), messages.ERROR if failed else messages.SUCCESS)
+
+    @admin.display(description="Documented")
+    def documented(self, obj: LLMModel) -> str:
+        caps = catalog.CAPABILITIES.get(obj.model_id)
+        if caps is None:
+            return "Not in Chatsite's capability table: check Anthropic's model pages, then run the “Test” action."
+        return format_html(
+            "Read on {} from: {}", caps.read_on,
+            format_html_join(", ", '<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', ((u.split(" ")[0], u) for u in caps.sources)),
+        )
 
 
 class SystemPromptVersionInline(admin.TabularInline):

@@ -29,6 +29,7 @@ from django.utils import timezone
 from . import llm, metering, modelcache, prompting, selectors
 from .models import Conversation, LLMModel, Message, Summary, UsageRecord
 from .pricing import Prices
+from .utility import utility_complete
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,9 @@ def plan(conversation: Conversation) -> Plan | None:
         if message.status == Message.Status.STREAMING:
             break
         settled.append(message)
-    sizes = [prompting.estimate_tokens(m.content) + prompting.MESSAGE_OVERHEAD_TOKENS for m in thread]
-    fixed = prompting.estimate_tokens(conversation.system_prompt) + prompting.estimate_tokens(previous.text if previous else "")
+    factor = model.tokenizer_factor
+    sizes = [prompting.estimate_tokens(m.content, factor) + prompting.MESSAGE_OVERHEAD_TOKENS for m in thread]
+    fixed = prompting.estimate_tokens(conversation.system_prompt, factor) + prompting.estimate_tokens(previous.text if previous else "", factor)
     estimate = fixed + sum(sizes)
     # The last reply's usage is exact for this layout; scale the estimates to it. Not when
     # that reply's request was trimmed to fit the window: its usage counts only the turns it
@@ -233,22 +235,40 @@ def _transcript(messages: list[Message]) -> str:
     return "\n\n".join(lines)
 
 
-def summarise(p: Plan) -> tuple[str, llm.Usage, LLMModel]:
-    """The model call (no transaction is open here), in the ledger before it is made."""
-    utility = modelcache.utility_model() or p.model
+def summary_prompt(*, previous: str, transcript: str) -> str:
     parts = []
-    if p.previous is not None:
-        parts.append(f"<previous_summary>\n{p.previous.text}\n</previous_summary>")
-    parts.append(f"<transcript>\n{_transcript(p.fold)}\n</transcript>")
+    if previous:
+        parts.append(f"<previous_summary>\n{previous}\n</previous_summary>")
+    parts.append(f"<transcript>\n{transcript}\n</transcript>")
     parts.append("Write the updated summary.")
-    messages = [{"role": "user", "content": "\n\n".join(parts)}]
-    max_tokens = settings.CHATSITE_SUMMARY_MAX_TOKENS
-    text, usage = metering.metered(
-        lambda: llm.complete(model=utility.model_id, system=SUMMARISER_SYSTEM, messages=messages, max_tokens=max_tokens),
+    return "\n\n".join(parts)
+
+
+def summary_completion(*, model: LLMModel, previous: str, transcript: str) -> llm.Completion:
+    """The utility call that merges a previous summary and a transcript (utility.py keeps
+    thinking out of the summary's budget)."""
+    prompt = summary_prompt(previous=previous, transcript=transcript)
+    return utility_complete(model=model, system=SUMMARISER_SYSTEM, prompt=prompt, text_tokens=settings.CHATSITE_SUMMARY_MAX_TOKENS)
+
+
+def summarise(p: Plan) -> tuple[str, llm.Usage, LLMModel]:
+    """The model call (no transaction is open here), in the ledger before it is made. A reply
+    without text (thinking used the whole limit) gives "" and a warning: no summary is made,
+    the next reply asks again."""
+    utility = modelcache.utility_model() or p.model
+    previous, transcript = p.previous.text if p.previous else "", _transcript(p.fold)
+    completion = metering.metered(
+        lambda: summary_completion(model=utility, previous=previous, transcript=transcript),
         user_id=p.conversation.owner_id, conversation_id=p.conversation.pk, kind=UsageRecord.Kind.SUMMARY, prices=Prices.of(utility),
-        estimated=metering.estimate(system=SUMMARISER_SYSTEM, messages=messages, max_tokens=max_tokens),
+        estimated=metering.estimate(model=utility, system=SUMMARISER_SYSTEM, prompt=summary_prompt(previous=previous, transcript=transcript),
+                                    text_tokens=settings.CHATSITE_SUMMARY_MAX_TOKENS),
     )
-    return text.strip(), usage, utility
+    if not completion.text.strip():
+        log.warning(
+            "Compaction of conversation %s: the summary reply from %s had no text (stop reason %s)",
+            p.conversation.pk, utility.model_id, completion.stop_reason or "none",
+        )
+    return completion.text.strip(), completion.usage, utility
 
 
 def compact(conversation_id: int) -> Summary | None:

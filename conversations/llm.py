@@ -296,11 +296,33 @@ async def stream_message(
         raise map_exception(exc) from exc
 
 
-def complete(*, model: str, system: str | None, messages: list[dict[str, Any]], max_tokens: int) -> tuple[str, Usage]:
-    """A synchronous, non-streaming call (Celery tasks: titles, summaries)."""
+@dataclass
+class Completion:
+    """A non-streamed reply's text (its text blocks), usage and stop reason. The text can be
+    empty: today's models think first, and thinking that uses all of max_tokens leaves none."""
+
+    text: str
+    usage: Usage
+    stop_reason: str
+
+
+def complete(
+    *, model: str, system: str | list[dict[str, Any]] | None, messages: list[dict[str, Any]], max_tokens: int,
+    options: dict[str, Any] | None = None,
+) -> Completion:
+    """A synchronous, non-streaming call (Celery tasks: titles, summaries; the live check).
+
+    `options` are further request fields (`thinking`, `output_config`: see utility.py). Only
+    text blocks make the text: thinking blocks are the model's own and are never shown.
+    """
     kwargs: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
     if system:
         kwargs["system"] = system
+    extra = dict(options or {})
+    if "thinking" in extra:
+        kwargs["thinking"] = extra.pop("thinking")
+    if extra:
+        kwargs["extra_body"] = extra  # output_config: passed through as the API defines it
     try:
         message = sync_client().messages.create(**kwargs)
     except anthropic.APIError as exc:
@@ -308,4 +330,30 @@ def complete(*, model: str, system: str | None, messages: list[dict[str, Any]], 
     text = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
     usage = Usage()
     usage.update(message.usage.model_dump())
-    return text, usage
+    return Completion(text=text, usage=usage, stop_reason=message.stop_reason or "")
+
+
+def count_tokens(*, model: str, system: str | list[dict[str, Any]] | None, messages: list[dict[str, Any]]) -> int:
+    """What the API counts for a prompt (POST /v1/messages/count_tokens; free, rate-limited)."""
+    kwargs: dict[str, Any] = {"model": model, "messages": messages}
+    if system:
+        kwargs["system"] = system
+    try:
+        return sync_client().messages.count_tokens(**kwargs).input_tokens
+    except anthropic.APIError as exc:
+        raise map_exception(exc) from exc
+
+
+def api_message(error: LLMError) -> str:
+    """The API's own words for a failure (status, error type and message) when it gave any,
+    else the error's message: for operators (manage.py check_anthropic), never for people."""
+    cause = error.__cause__
+    if isinstance(cause, anthropic.APIStatusError):
+        body = cause.body if isinstance(cause.body, dict) else {}
+        detail = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(detail, dict) and detail.get("message"):
+            return f"{cause.status_code} {detail.get('type', 'error')}: {detail['message']}"
+        return f"{cause.status_code}: {error.message}"
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    return error.message

@@ -12,27 +12,29 @@ upstream, and keeps its estimate, marked as such.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from . import llm, prompting, services
+from . import llm, prompting, services, utility
+from .models import LLMModel
 from .pricing import Prices
 
 
-def estimate(*, system: str | None, messages: list[dict[str, Any]], max_tokens: int) -> llm.Usage:
-    prompt = prompting.estimate_tokens(system or "")
-    prompt += sum(prompting.estimate_tokens(str(m["content"])) + prompting.MESSAGE_OVERHEAD_TOKENS for m in messages)
-    return llm.Usage(input_tokens=prompt, output_tokens=max_tokens)
+def estimate(*, model: LLMModel, system: str, prompt: str, text_tokens: int) -> llm.Usage:
+    """What a utility call (utility.utility_complete) costs at most: its prompt, and all of its
+    max_tokens as output."""
+    factor = model.tokenizer_factor
+    tokens = prompting.estimate_tokens(system, factor) + prompting.estimate_tokens(prompt, factor) + prompting.MESSAGE_OVERHEAD_TOKENS
+    return llm.Usage(input_tokens=tokens, output_tokens=utility.utility_max_tokens(model=model, text_tokens=text_tokens))
 
 
-def metered(call: Callable[[], tuple[str, llm.Usage]], *, user_id: int, conversation_id: int | None, kind: str, prices: Prices,
-            estimated: llm.Usage) -> tuple[str, llm.Usage]:
-    """Run `call` (an llm.complete) with its ledger entry written before and settled after."""
+def metered(call: Callable[[], llm.Completion], *, user_id: int, conversation_id: int | None, kind: str, prices: Prices,
+            estimated: llm.Usage) -> llm.Completion:
+    """Run `call` with its ledger entry written before and settled after."""
     record = services.usage_record(user_id=user_id, conversation_id=conversation_id, message_id=None, kind=kind, usage=estimated, prices=prices, estimated=True)
     try:
-        text, usage = call()
+        completion = call()
     except llm.LLMError as exc:
         if exc.status is not None and exc.status != 200:
             services.usage_record_drop(record=record)
         raise
-    services.usage_record_settle(record=record, usage=usage, prices=prices)
-    return text, usage
+    services.usage_record_settle(record=record, usage=completion.usage, prices=prices)
+    return completion

@@ -31,6 +31,25 @@ class LLMModel(models.Model):
     long_prompt_threshold = models.PositiveIntegerField(null=True, blank=True, help_text="Prompt tokens above which the long-prompt rates apply; blank for none.")
     long_prompt_multiplier = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal(1), help_text="Every rate is multiplied by this for a long prompt.")
     min_cache_tokens = models.PositiveIntegerField(default=1024, help_text="Shortest prefix the model caches; shorter ones are billed as plain input.")
+    # How the model behaves, as Anthropic documents it (seeded from catalog.CAPABILITIES). The
+    # defaults suit a model newer than the catalogue: no prefill, thinks unless told otherwise.
+    accepts_prefill = models.BooleanField(
+        default=False,
+        help_text="Accepts a request that ends with Claude's own turn (prefill). Off: Continue sends the kept text followed by a short request to carry on.",
+    )
+    thinks_by_default = models.BooleanField(
+        default=True,
+        help_text="Thinks before answering unless told not to; thinking tokens count toward max_tokens. Titles and summaries then turn thinking off or leave room for it.",
+    )
+    thinking_off = models.CharField(
+        max_length=16, blank=True, default="",
+        choices=[("", "Cannot be turned off"), ("disabled", "disabled"), ("between_tools", "between_tools")],
+        help_text="The thinking type that turns thinking off for titles and summaries (at effort high or lower).",
+    )
+    tokenizer_factor = models.DecimalField(
+        max_digits=4, decimal_places=2, default=Decimal("1.30"),
+        help_text="Tokens this model counts for text the older Claude tokenizer counts as one (1.30 for Claude 4.7 and later). Used to estimate prompt sizes.",
+    )
     enabled = models.BooleanField(default=True, help_text="Offered to people starting a conversation.")
     is_default = models.BooleanField(default=False, help_text="Preselected for new conversations.")
     is_utility = models.BooleanField(default=False, help_text="The cheap model used for summaries and titles.")

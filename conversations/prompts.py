@@ -206,14 +206,16 @@ def system_prompt_preview(*, text: str, cache_enabled: bool = True, cache_ttl: s
     model = models[0] if models else None
     enabled = bool(settings.CHATSITE_PROMPT_CACHING and cache_enabled)
     min_tokens = model.min_cache_tokens if model else prompting.CachePolicy().min_tokens
+    factor = model.tokenizer_factor if model else prompting.NEWER_TOKENIZER_FACTOR
     built = prompting.build(
         system_prompt=text, summary="", history=[{"role": "user", "content": _PREVIEW_MESSAGE}],
         policy=prompting.CachePolicy(enabled=enabled, ttl=cache_ttl, min_tokens=min_tokens),
-        max_prompt_tokens=10**9,
+        max_prompt_tokens=10**9, tokenizer_factor=factor,
     )
-    tokens = prompting.estimate_tokens(text.strip())
+    tokens = prompting.estimate_tokens(text.strip(), factor)
     return PromptPreview(
         text=text, estimated_tokens=tokens, characters=len(text), lines=len(text.splitlines()),
         model=model, cache_enabled=enabled, cache_ttl=cache_ttl, long_enough=tokens >= min_tokens,
-        system=built.system, fits=[ModelFit(model=m, long_enough=tokens >= m.min_cache_tokens) for m in models],
+        system=built.system,
+        fits=[ModelFit(model=m, long_enough=prompting.estimate_tokens(text.strip(), m.tokenizer_factor) >= m.min_cache_tokens) for m in models],
     )

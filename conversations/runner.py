@@ -37,10 +37,9 @@ async def run_generation(hub: Hub, run: Run) -> None:
     on_text = hub.appender(run)
     result = llm.StreamResult()
     status, error_code, error = Message.Status.COMPLETE, "", ""
+    # A Continue's request already ends with the kept text and what the model needs to carry it
+    # on (prompting.continuation_turns); its new text is appended to the kept text (initial_text).
     messages = spec.messages
-    if spec.initial_text:
-        # "Continue": Claude picks up from the kept partial as a prefilled assistant turn.
-        messages = [*messages, {"role": "assistant", "content": spec.initial_text.rstrip()}]
     loop = asyncio.get_running_loop()
     # Every wait before the reply fails counts against this budget, whatever `retry-after` says
     # (the SDK does not retry on its own: llm.async_client).

@@ -145,8 +145,9 @@ class _Request:
     max_tokens: int
 
 
-def _prepare_request(*, conversation: Conversation, thread: list[Message]) -> _Request:
-    """Summary + the turns after it + cache breakpoints, trimmed to the context window."""
+def _prepare_request(*, conversation: Conversation, thread: list[Message], continue_from: str = "") -> _Request:
+    """Summary + the turns after it + cache breakpoints, trimmed to the context window; for a
+    Continue, the kept text and what the model needs to carry it on (prompting.build)."""
     model = _model_for(conversation)
     summary = compaction.active_summary(conversation=conversation, thread=thread)
     if summary is not None:
@@ -159,6 +160,9 @@ def _prepare_request(*, conversation: Conversation, thread: list[Message]) -> _R
         history=llm_history(thread),
         policy=_cache_policy(conversation, model),
         max_prompt_tokens=model.context_window - max_tokens - settings.CHATSITE_CONTEXT_SAFETY_TOKENS,
+        tokenizer_factor=model.tokenizer_factor,
+        continue_from=continue_from,
+        prefill=model.accepts_prefill,
     )
     return _Request(model=model, prompt=prompt, summary=summary, max_tokens=max_tokens)
 
@@ -401,7 +405,7 @@ def reply_continue(*, conversation: Conversation, message_id: int, runner: str =
     thread = selectors.conversation_thread(conversation=conversation)
     if not thread or thread[-1] != reply:
         raise ChatError("not_found", "Only the last reply of the conversation can be continued.")
-    request = _prepare_request(conversation=conversation, thread=thread[:-1])
+    request = _prepare_request(conversation=conversation, thread=thread[:-1], continue_from=reply.content)
     reply.generation_id = Message.new_generation_id()
     reply.status = Message.Status.STREAMING
     reply.error = reply.error_code = ""

@@ -2,6 +2,10 @@
 
 A title the person set is never overwritten: the final write is conditional on the title
 still being a placeholder, so a rename that lands while the model is thinking wins.
+
+The call keeps thinking out of the title's few tokens (utility.py). A reply with no text (its
+thinking used the whole limit) is a failure the task retries and then logs, never an empty title;
+its tokens are billed all the same, so they go in the ledger first.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from django.conf import settings
 from django.db import transaction
 
 from . import llm, metering, modelcache, selectors
-from .models import Conversation, Message, UsageRecord
+from .models import Conversation, LLMModel, Message, UsageRecord
 from .pricing import Prices
+from .utility import utility_complete
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,15 @@ def clean_title(text: str) -> str:
     return line.rstrip(".!?;:").strip()[:80]
 
 
+def title_prompt(first: str, reply: str) -> str:
+    return f"<message>\n{first[:3000]}\n</message>\n<reply>\n{reply[:3000]}\n</reply>\n\nTitle:"
+
+
+def title_completion(*, model: LLMModel, first: str, reply: str) -> llm.Completion:
+    """The utility call that names a conversation from its first message and reply."""
+    return utility_complete(model=model, system=TITLER_SYSTEM, text_tokens=settings.CHATSITE_TITLE_MAX_TOKENS, prompt=title_prompt(first, reply))
+
+
 def name_conversation(conversation_id: int) -> str | None:
     """Name the conversation from its first exchange; return the new title, or None if it
     already has a real title (or no finished reply yet)."""
@@ -47,13 +61,17 @@ def name_conversation(conversation_id: int) -> str | None:
     utility = modelcache.utility_model() or modelcache.llm_model(conversation.model)
     if utility is None:
         return None
-    messages = [{"role": "user", "content": f"<message>\n{first.content[:3000]}\n</message>\n<reply>\n{reply.content[:3000]}\n</reply>\n\nTitle:"}]
-    text, usage = metering.metered(
-        lambda: llm.complete(model=utility.model_id, system=TITLER_SYSTEM, messages=messages, max_tokens=settings.CHATSITE_TITLE_MAX_TOKENS),
+    completion = metering.metered(
+        lambda: title_completion(model=utility, first=first.content, reply=reply.content),
         user_id=conversation.owner_id, conversation_id=conversation.pk, kind=UsageRecord.Kind.TITLE, prices=Prices.of(utility),
-        estimated=metering.estimate(system=TITLER_SYSTEM, messages=messages, max_tokens=settings.CHATSITE_TITLE_MAX_TOKENS),
+        estimated=metering.estimate(model=utility, system=TITLER_SYSTEM, prompt=title_prompt(first.content, reply.content),
+                                    text_tokens=settings.CHATSITE_TITLE_MAX_TOKENS),
     )
-    title = clean_title(text)
+    if not completion.text.strip():
+        raise llm.LLMError(
+            "empty_reply", f"The title reply had no text (stop reason {completion.stop_reason or 'none'}).", retryable=True,
+        )
+    title = clean_title(completion.text)
     if not title:
         return None
     # .update() leaves updated_at alone: naming a chat must not reorder the sidebar.

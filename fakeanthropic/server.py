@@ -11,6 +11,14 @@ Prompt caching is billed as Anthropic bills it (``FakeState.usage_for``): up to 
 ``cache_control`` breakpoints (plus top-level automatic caching), 5m/1h TTLs on a clock
 tests can move (``POST /_fake/clock {"advance": s}``), a 20-block lookback, a per-model
 minimum prefix (``POST /_fake/config``), and input + read + written == count_tokens.
+
+Strict per model (``strict.py``): for the models of Chatsite's catalogue the fake refuses what
+the real API refuses (prefill, sampling parameters, thinking budgets, thinking turned off where
+it cannot be, prompts past the context window) with the real status, type and message, and
+streams what they stream by default: a thinking block (signature only, its text omitted) before
+the text, its tokens counted toward max_tokens. Tokens are counted the way the model's tokenizer
+does: four UTF-8 bytes a token for the older tokenizer, times the model's factor (1.3 for the
+catalogue's models), so non-Latin text costs more than a characters-per-token rule expects.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import strict
 from .demo import demo_reply
 
 log = logging.getLogger("fakeanthropic")
@@ -62,9 +71,20 @@ ERROR_MESSAGES = {
 # --------------------------------------------------------------------------- helpers
 
 
-def approx_tokens(n_chars: int) -> int:
-    """The fake's tokenizer: about four characters per token."""
-    return math.ceil(n_chars / 4) if n_chars > 0 else 0
+def approx_tokens(n_units: int, hundredths: int = 100) -> int:
+    """The fake's tokenizer: four units (UTF-8 bytes; characters for ASCII) a token for the older
+    Claude tokenizer, times the model's factor in hundredths (130: 30 % more)."""
+    return -(-n_units * hundredths // 400) if n_units > 0 else 0
+
+
+def text_units(text: str) -> int:
+    """What the fake's tokenizer counts in a text: its UTF-8 bytes."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def count_text_tokens(text: str, model: str) -> int:
+    """Tokens of one text for a model, as the fake counts a prompt made of just that text."""
+    return approx_tokens(text_units(text), strict.tokenizer_hundredths(model))
 
 
 _TOKEN_RE = re.compile(r"(\S+)(\s*)|(\s+)")
@@ -173,25 +193,25 @@ def _raw_blocks(body: dict) -> list[tuple[str, str, int, Any]]:
             if isinstance(tool, dict):
                 t = {k: v for k, v in tool.items() if k != "cache_control"}
                 text = json.dumps(t, sort_keys=True)
-                out.append((f"tools.{i}", "tool\x1f" + text, len(text), tool.get("cache_control")))
+                out.append((f"tools.{i}", "tool\x1f" + text, text_units(text), tool.get("cache_control")))
     system = body.get("system")
     if isinstance(system, str):
-        out.append(("system", _canonical(system, "system"), len(system), None))
+        out.append(("system", _canonical(system, "system"), text_units(system), None))
     elif isinstance(system, list):
         for i, block in enumerate(system):
             cc = block.get("cache_control") if isinstance(block, dict) else None
-            out.append((f"system.{i}", _canonical(block, "system"), len(_block_text(block)), cc))
+            out.append((f"system.{i}", _canonical(block, "system"), text_units(_block_text(block)), cc))
     for m, msg in enumerate(body.get("messages") or ()):
         if not isinstance(msg, dict):
             continue
         role = str(msg.get("role"))
         content = msg.get("content")
         if isinstance(content, str):
-            out.append((f"messages.{m}.content", _canonical(content, role), len(content), None))
+            out.append((f"messages.{m}.content", _canonical(content, role), text_units(content), None))
         elif isinstance(content, list):
             for i, block in enumerate(content):
                 cc = block.get("cache_control") if isinstance(block, dict) else None
-                out.append((f"messages.{m}.content.{i}", _canonical(block, role), len(_block_text(block)), cc))
+                out.append((f"messages.{m}.content.{i}", _canonical(block, role), text_units(_block_text(block)), cc))
     return out
 
 
@@ -240,11 +260,12 @@ def parse_prompt(body: dict) -> tuple[Prompt | None, str | None]:
                           "block. Note that blocks are processed in the following order: "
                           "`tools`, `system`, `messages`.")
         seen_5m = seen_5m or ttl == "5m"
-    chars = 0
+    units = 0
+    hundredths = strict.tokenizer_hundredths(str(body.get("model")))
     prefix_tokens: list[int] = []
     for _where, _ident, n, _cc in raw:
-        chars += n
-        prefix_tokens.append(approx_tokens(chars))
+        units += n
+        prefix_tokens.append(approx_tokens(units, hundredths))
     prompt = Prompt(
         prefix_tokens=prefix_tokens,
         idents=[ident for _w, ident, _n, _cc in raw],
@@ -266,6 +287,15 @@ def last_user_text(body: dict) -> str:
     return ""
 
 
+def all_user_text(body: dict) -> str:
+    parts = []
+    for msg in body.get("messages") or ():
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            content = msg.get("content")
+            parts.append(content if isinstance(content, str) else "".join(_block_text(b) for b in content) if isinstance(content, list) else "")
+    return "\n".join(parts)
+
+
 def error_body(etype: str, message: str | None = None) -> dict:
     return {"type": "error", "error": {"type": etype, "message": message or ERROR_MESSAGES.get(etype, etype)}}
 
@@ -283,22 +313,42 @@ def sse_frame(event: str, data: dict) -> bytes:
     return ("event: " + event + "\ndata: " + json.dumps(data, separators=(",", ":")) + "\n\n").encode()
 
 
-_DELTA_PREFIX = '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+_DELTA_PREFIX = '{"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":'
 _DELTA_EVENT = "event: content_block_delta\ndata: "
 
 
-def delta_frame(text: str) -> bytes:
-    return (_DELTA_EVENT + _DELTA_PREFIX + json.dumps(text) + "}}\n\n").encode()
+def delta_frame(text: str, index: int = 0) -> bytes:
+    return (_DELTA_EVENT + _DELTA_PREFIX % index + json.dumps(text) + "}}\n\n").encode()
 
 
 # Built at send time for `stamp` replies: only a float format per delta.
-_STAMP_FRAME = (_DELTA_EVENT + _DELTA_PREFIX + '"<t:%.6f> "}}\n\n').encode()
+_STAMP_FRAMES = [(_DELTA_EVENT + _DELTA_PREFIX % i + '"<t:%.6f> "}}\n\n').encode() for i in (0, 1)]
 
 PING_FRAME = sse_frame("ping", {"type": "ping"})
-BLOCK_START_FRAME = sse_frame(
-    "content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-)
-BLOCK_STOP_FRAME = sse_frame("content_block_stop", {"type": "content_block_stop", "index": 0})
+# Per block index: the text block is 0, or 1 after a thinking block.
+BLOCK_START_FRAMES = [sse_frame(
+    "content_block_start", {"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}
+) for i in (0, 1)]
+BLOCK_STOP_FRAMES = [sse_frame("content_block_stop", {"type": "content_block_stop", "index": i}) for i in (0, 1)]
+
+
+def thinking_frames(thinking: strict.Thinking) -> list[bytes]:
+    """The thinking block at index 0: its summary as thinking deltas (when shown), then its
+    signature, as the API streams it."""
+    frames = [sse_frame("content_block_start", {
+        "type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    })]
+    for piece in split_deltas(thinking.text):
+        frames.append(sse_frame("content_block_delta", {
+            "type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": piece},
+        }))
+    frames.append(sse_frame("content_block_delta", {
+        "type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": thinking.signature},
+    }))
+    frames.append(sse_frame("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    return frames
+
+
 MESSAGE_STOP_FRAME = sse_frame("message_stop", {"type": "message_stop"})
 ERROR_EVENT_FRAME = sse_frame("error", error_body("overloaded_error", "Overloaded"))
 
@@ -333,6 +383,8 @@ class FakeState:
     cache: dict[CacheKey, CacheEntry] = field(default_factory=dict)
     cache_min_default: int = 0
     cache_min_by_model: dict[str, int] = field(default_factory=dict)
+    # Context windows set by tests (POST /_fake/config); else the catalogue's, for its models.
+    context_window_by_model: dict[str, int] = field(default_factory=dict)
     # Added to the wall clock so tests can expire cache entries without waiting.
     clock_offset: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
@@ -370,6 +422,7 @@ class FakeState:
         self.cache.clear()
         self.cache_min_default = self.min_cache_tokens
         self.cache_min_by_model.clear()
+        self.context_window_by_model.clear()
         self.clock_offset = 0.0
         self.reset_stats()
 
@@ -379,9 +432,19 @@ class FakeState:
     def min_cache_tokens_for(self, model: str) -> int:
         return self.cache_min_by_model.get(model, self.cache_min_default)
 
-    def take_reply(self, text: str) -> dict | None:
+    def context_window_for(self, model: str) -> int | None:
+        if model in self.context_window_by_model:
+            return self.context_window_by_model[model]
+        limits = strict.model_limits(model)
+        return limits["context_window"] if limits else None
+
+    def take_reply(self, text: str, every_user_turn: str = "") -> dict | None:
+        """The first queued reply whose `match` is in the last user turn (or, for a reply with
+        `"match_in": "all_user_turns"`, in any user turn: a Continue ends with a short request
+        to carry on, not with the person's message)."""
         for i, item in enumerate(self.queue):
-            if item.match is None or item.match in text:
+            where = every_user_turn if item.reply.get("match_in") == "all_user_turns" else text
+            if item.match is None or item.match in where:
                 item.remaining -= 1
                 if item.remaining <= 0:
                     del self.queue[i]
@@ -479,6 +542,12 @@ def _auth_kind(request: web.Request) -> str | None:
     return None
 
 
+def _account(request: web.Request) -> str:
+    """Who the key belongs to: thinking signatures are bound to it."""
+    key = request.headers.get("x-api-key", "").strip() or request.headers.get("authorization", "")[7:].strip()
+    return strict.account_of(key)
+
+
 async def _read_json(request: web.Request) -> tuple[Any, web.Response | None]:
     try:
         return await request.json(), None
@@ -563,16 +632,21 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     if bad is not None:
         state.stats["errors_returned"] += 1
         return bad
-    problem = _validate(body)
+    account = _account(request)
+    problem = _validate(body) or strict.check(body, account=account)
     prompt: Prompt | None = None
     if not problem:
         prompt, problem = parse_prompt(body)
+    if not problem and prompt is not None:
+        window = state.context_window_for(body["model"])
+        if window is not None and prompt.total > window:
+            problem = strict.PROMPT_TOO_LONG.format(prompt.total, window)
     if problem or prompt is None:
         state.stats["errors_returned"] += 1
         return error_response(400, "invalid_request_error", problem)
 
     user_text = last_user_text(body)
-    reply = state.take_reply(user_text) or {}
+    reply = state.take_reply(user_text, all_user_text(body)) or {}
 
     delay = reply.get("first_byte_delay_ms")
     delay = float(delay) / 1000.0 if delay is not None else state.default_first_byte_delay
@@ -589,21 +663,24 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     override = reply.get("usage") or {}
     msg_id = "msg_fake_" + uuid.uuid4().hex[:24]
     req_id = "req_fake_" + uuid.uuid4().hex[:24]
+    # Thinking comes first and counts toward max_tokens: what is left is the text's budget.
+    thinking = strict.thinking_for(body, reply, account=account, count_tokens=lambda t: len(split_deltas(t)))
+    text_budget = max(0, max_tokens - thinking.tokens)
 
     if body.get("stream"):
-        return await _stream(request, state, reply, model, max_tokens, usage, override, msg_id, req_id, user_text)
+        return await _stream(request, state, reply, model, max_tokens, usage, override, msg_id, req_id, user_text, thinking)
 
     # ---- non-streaming
     if reply.get("stamp"):
-        n = min(int(reply.get("deltas", STAMP_DELTAS_DEFAULT)), max_tokens)
+        n = min(int(reply.get("deltas", STAMP_DELTAS_DEFAULT)), text_budget)
         deltas = ["<t:%.6f> " % time.time()] * n
         stop_reason = "end_turn"
     else:
         text = reply.get("text")
         deltas = split_deltas(demo_reply(user_text) if text is None else str(text))
         stop_reason = "end_turn"
-        if len(deltas) > max_tokens:
-            deltas = deltas[:max_tokens]
+        if len(deltas) > text_budget:
+            deltas = deltas[:text_budget]
             stop_reason = "max_tokens"
     if reply.get("cut_after") is not None:
         # No response at all: the connection just drops.
@@ -618,15 +695,20 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     interval = _interval(reply, state.default_tps, explicit_only=True)
     if interval > 0 and deltas:
         await asyncio.sleep(interval * len(deltas))
-    usage = {**usage, "output_tokens": len(deltas), **override}
+    usage = {**usage, "output_tokens": min(max_tokens, thinking.tokens) + len(deltas), **override}
     state.stats["messages_completed"] += 1
+    content: list[dict] = []
+    if thinking.tokens:
+        content.append({"type": "thinking", "thinking": thinking.text, "signature": thinking.signature})
+    if text_budget > 0:  # thinking that used all of max_tokens leaves no text block at all
+        content.append({"type": "text", "text": "".join(deltas)})
     return web.json_response(
         {
             "id": msg_id,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": "".join(deltas)}],
+            "content": content,
             "stop_reason": reply.get("stop_reason", stop_reason),
             "stop_sequence": None,
             "usage": usage,
@@ -636,19 +718,23 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(request: web.Request, state: FakeState, reply: dict, model: str, max_tokens: int,
-                  usage: dict, override: dict, msg_id: str, req_id: str, user_text: str) -> web.StreamResponse:
+                  usage: dict, override: dict, msg_id: str, req_id: str, user_text: str,
+                  thinking: strict.Thinking = strict.NO_THINKING) -> web.StreamResponse:
     stats = state.stats
     stamp = bool(reply.get("stamp"))
+    # The text block follows the thinking block, if any; thinking uses max_tokens first.
+    index = 1 if thinking.tokens else 0
+    budget = max(0, max_tokens - thinking.tokens)
     if stamp:
         n = int(reply.get("deltas", STAMP_DELTAS_DEFAULT))
         frames: list[bytes] | None = None
     else:
         text = reply.get("text")
-        frames = [delta_frame(d) for d in split_deltas(demo_reply(user_text) if text is None else str(text))]
+        frames = [delta_frame(d, index) for d in split_deltas(demo_reply(user_text) if text is None else str(text))]
         n = len(frames)
     stop_reason = "end_turn"
-    if n > max_tokens:
-        n = max_tokens
+    if n > budget:
+        n = budget
         stop_reason = "max_tokens"
         if frames is not None:
             del frames[n:]
@@ -673,13 +759,14 @@ async def _stream(request: web.Request, state: FakeState, reply: dict, model: st
                 "stop_reason": None, "stop_sequence": None, "usage": start_usage,
             },
         }),
-        BLOCK_START_FRAME,
+        *(thinking_frames(thinking) if thinking.tokens else ()),
+        *((BLOCK_START_FRAMES[index],) if budget else ()),
         PING_FRAME,
     ]
-    delta_usage = {"output_tokens": n}
+    delta_usage = {"output_tokens": min(max_tokens, thinking.tokens) + n}
     delta_usage.update(override)
     tail = [
-        BLOCK_STOP_FRAME,
+        *((BLOCK_STOP_FRAMES[index],) if budget else ()),
         sse_frame("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": reply.get("stop_reason", stop_reason), "stop_sequence": None},
@@ -708,7 +795,7 @@ async def _stream(request: web.Request, state: FakeState, reply: dict, model: st
         sleep = asyncio.sleep
         next_t = loop.time()
         if stamp:
-            fmt = _STAMP_FRAME
+            fmt = _STAMP_FRAMES[index]
             now = time.time
             for i in range(stop_at):
                 if i and interval > 0:
@@ -784,6 +871,11 @@ async def handle_count_tokens(request: web.Request) -> web.Response:
 
 
 async def handle_script(request: web.Request) -> web.Response:
+    """Queue replies. Each is routed by `match` (a substring of the last user turn; of any user
+    turn with `"match_in": "all_user_turns"`). Beside the text, timing and failure fields read in
+    the handlers: `"thinking"` (tokens, or the thinking text; false for none) and `"display"`
+    ("summarized" shows the thinking text) shape the thinking block a model that thinks sends
+    first (strict.thinking_for)."""
     state = request.app[STATE_KEY]
     body, bad = await _read_json(request)
     if bad is not None:
@@ -842,13 +934,16 @@ async def handle_clock(request: web.Request) -> web.Response:
 
 def _config_view(state: FakeState) -> dict:
     return {"default_min_cache_tokens": state.cache_min_default,
-            "min_cache_tokens": dict(state.cache_min_by_model)}
+            "min_cache_tokens": dict(state.cache_min_by_model),
+            "context_window": dict(state.context_window_by_model)}
 
 
 async def handle_config(request: web.Request) -> web.Response:
     """GET: the live settings.  POST {"min_cache_tokens": {model: n | null},
-    "default_min_cache_tokens": n}: per-model minimum cacheable prefix (null drops a
-    model's override) and the default for other models.  /_fake/reset restores both."""
+    "default_min_cache_tokens": n, "context_window": {model: n | null}}: per-model minimum
+    cacheable prefix (null drops a model's override) and the default for other models; per-model
+    context window (a longer prompt is a 400, as on the real API; the catalogue's window
+    otherwise).  /_fake/reset restores them all."""
     state = request.app[STATE_KEY]
     if request.method == "GET":
         return web.json_response(_config_view(state))
@@ -859,11 +954,18 @@ async def handle_config(request: web.Request) -> web.Response:
         return error_response(400, "invalid_request_error", "expected a JSON object")
     per_model = body.get("min_cache_tokens", {})
     default = body.get("default_min_cache_tokens")
-    if not isinstance(per_model, dict) or not all(
-        isinstance(m, str) and (v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0))
-        for m, v in per_model.items()
-    ):
+    windows = body.get("context_window", {})
+
+    def per_model_ints(value: Any) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(m, str) and (v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0))
+            for m, v in value.items()
+        )
+
+    if not per_model_ints(per_model):
         return error_response(400, "invalid_request_error", "min_cache_tokens: expected {model: integer >= 0 or null}")
+    if not per_model_ints(windows):
+        return error_response(400, "invalid_request_error", "context_window: expected {model: integer >= 0 or null}")
     if default is not None and (not isinstance(default, int) or isinstance(default, bool) or default < 0):
         return error_response(400, "invalid_request_error", "default_min_cache_tokens: expected an integer >= 0")
     for model, value in per_model.items():
@@ -873,6 +975,11 @@ async def handle_config(request: web.Request) -> web.Response:
             state.cache_min_by_model[model] = value
     if default is not None:
         state.cache_min_default = default
+    for model, value in windows.items():
+        if value is None:
+            state.context_window_by_model.pop(model, None)
+        else:
+            state.context_window_by_model[model] = value
     return web.json_response(_config_view(state))
 
 

@@ -11,7 +11,6 @@ title request carries the first message and reply, a summary request the folded 
 from __future__ import annotations
 
 import asyncio
-import math
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +24,7 @@ from conversations.hub import Hub
 from conversations.llm import Usage
 from conversations.models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
 from conversations.pricing import Prices, cost_of
+from fakeanthropic.server import count_text_tokens
 from tests.celeryworker import wait_for
 
 
@@ -107,8 +107,8 @@ def long_conversation(owner, *, exchanges: int, chars: int, marker: str) -> tupl
         )
     thread = selectors.conversation_thread(conversation=conversation)
     conversation.current_leaf = parent
-    # What the last reply's usage said: the whole thread, as the fake counts (4 characters a token).
-    conversation.context_tokens = sum(math.ceil(len(m.content) / 4) for m in thread)
+    # What the last reply's usage said: the whole thread, as the fake counts for the model.
+    conversation.context_tokens = sum(count_text_tokens(m.content, conversation.model) for m in thread)
     conversation.save(update_fields=["current_leaf", "context_tokens"])
     return conversation, thread
 
@@ -262,7 +262,7 @@ def test_the_worker_folds_the_oldest_turns_into_a_summary_and_the_next_request_u
     assert all(m.content.strip() in transcript for m in folded)
     assert not any(m.content.split(":")[0] + ":" in transcript for m in kept)
     # After the cut the context is below the high-water mark again (as the fake counts).
-    assert sum(math.ceil(len(m.content) / 4) for m in kept) < compaction.thresholds(LLMModel.objects.get(model_id=SONNET))[0]
+    assert sum(count_text_tokens(m.content, SONNET) for m in kept) < compaction.thresholds(LLMModel.objects.get(model_id=SONNET))[0]
     record = UsageRecord.objects.get(conversation=conversation, kind=UsageRecord.Kind.SUMMARY)
     assert record.user_id == alice.pk and record.model == HAIKU and record.cost > 0
 
@@ -379,8 +379,9 @@ def test_a_conversation_far_past_the_context_window_still_gets_an_answer(worker,
     assert reply.status == Message.Status.COMPLETE and reply.content == "Short answer."
     [body] = bodies(llm, f"newest {token}")
     assert body["max_tokens"] == 200
-    system = sum(prompting.estimate_tokens(block["text"]) for block in body.get("system") or [])
-    estimate = system + sum(prompting.estimate_tokens(text_of(m["content"])) + prompting.MESSAGE_OVERHEAD_TOKENS for m in body["messages"])
+    factor = LLMModel.objects.get(model_id=SONNET).tokenizer_factor
+    system = sum(prompting.estimate_tokens(block["text"], factor) for block in body.get("system") or [])
+    estimate = system + sum(prompting.estimate_tokens(text_of(m["content"]), factor) + prompting.MESSAGE_OVERHEAD_TOKENS for m in body["messages"])
     assert estimate <= 3000 - 200
     sent = [text_of(m["content"]) for m in body["messages"]]
     trimmed = len(thread) - (len(sent) - 1)

@@ -686,10 +686,11 @@ async def test_minimum_cacheable_prefix_per_model():
             assert await use(MODEL, small) == (0, 0, total)
             assert await use(MODEL, small) == (0, 0, total)
 
-            assert configure(own, min_cache_tokens={"claude-haiku-5-5": 20}) == {
-                "default_min_cache_tokens": 100, "min_cache_tokens": {"claude-haiku-5-5": 20}}
-            assert await use("claude-haiku-5-5", small) == (0, 30, total - 30)
-            assert await use("claude-haiku-5-5", small) == (30, 0, total - 30)
+            # (An older model: the catalogue's count 30 % more tokens, see test_fake_strict.py.)
+            assert configure(own, min_cache_tokens={"claude-haiku-4-5": 20}) == {
+                "default_min_cache_tokens": 100, "min_cache_tokens": {"claude-haiku-4-5": 20}, "context_window": {}}
+            assert await use("claude-haiku-4-5", small) == (0, 30, total - 30)
+            assert await use("claude-haiku-4-5", small) == (30, 0, total - 30)
             assert await use(MODEL, small) == (0, 0, total)  # other models keep the default
 
             # A short breakpoint is skipped; a later long enough one writes the whole prefix.
@@ -703,7 +704,7 @@ async def test_minimum_cacheable_prefix_per_model():
             assert await use(MODEL, small) == (0, 30, total - 30)
             own.reset()  # back to the command line's minimum, no overrides
             with urllib.request.urlopen(own.url + "/_fake/config", timeout=10) as resp:
-                assert json.loads(resp.read()) == {"default_min_cache_tokens": 100, "min_cache_tokens": {}}
+                assert json.loads(resp.read()) == {"default_min_cache_tokens": 100, "min_cache_tokens": {}, "context_window": {}}
 
 
 @pytest.mark.asyncio

@@ -326,8 +326,9 @@ def test_admin_model_list_shows_prices_and_editing_a_price_keeps_past_costs(admi
     assert "never past costs" in page
     data = {f: getattr(sonnet, f) for f in (
         "display_name", "model_id", "sort_order", "context_window", "max_output_tokens", "input_price", "output_price",
-        "long_prompt_multiplier", "cache_write_5m_price", "cache_write_1h_price", "cache_read_price", "min_cache_tokens")}
-    data.update(enabled="on", is_default="on", long_prompt_threshold="", input_price="3")
+        "long_prompt_multiplier", "cache_write_5m_price", "cache_write_1h_price", "cache_read_price", "min_cache_tokens",
+        "thinking_off", "tokenizer_factor")}
+    data.update(enabled="on", is_default="on", thinks_by_default="on", long_prompt_threshold="", input_price="3")
     response = admin_client.post(change_url, data)
     assert response.status_code == 302, response.content.decode()[:2000]
     sonnet.refresh_from_db()

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0006_search_and_sidebar_indexes'),
+        ('conversations', '0007_model_capabilities'),
     ]
 
     operations = [
