@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import llm, metering, modelcache, prompting, selectors
+from . import llm, metering, modelcache, prompting, queueing, selectors
 from .models import Conversation, LLMModel, Message, Summary, UsageRecord
 from .pricing import Prices
 from .utility import utility_complete
@@ -70,16 +70,9 @@ def should_compact(*, conversation: Conversation, model: LLMModel, summary: Summ
 
 
 def enqueue(conversation_id: int) -> None:
-    """Queue compaction once the surrounding transaction commits; never blocks a reply."""
-    from .tasks import compact_conversation
-
-    def send() -> None:
-        try:
-            compact_conversation.delay(conversation_id)
-        except Exception:
-            log.exception("Could not queue compaction of conversation %s", conversation_id)
-
-    transaction.on_commit(send)
+    """Queue compaction once the surrounding transaction commits, from the publishing thread
+    (queueing.publish_soon): never blocks a reply, nor the send that asked for it."""
+    transaction.on_commit(lambda: queueing.publish_soon([(queueing.COMPACTION, conversation_id)]))
 
 
 # --- The task's work ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ thread that stores replies.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,18 @@ def publish(tasks: list[tuple[str, int]]) -> None:
                     log.exception("Could not queue %s%s", task.name, args)
     except Exception:
         log.exception("Could not reach the task queue for %d tasks", len(tasks))
+
+
+_soon: ThreadPoolExecutor | None = None
+
+
+def publish_soon(tasks: list[tuple[str, int]]) -> None:
+    """publish() from this process's publishing thread, without waiting for it: a send must not
+    wait on the broker (a hung Redis held a send's database thread for seconds)."""
+    global _soon
+    if _soon is None:
+        _soon = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatsite-publish-soon")
+    _soon.submit(publish, tasks)
 
 
 def publish_many(batches: list[list[tuple[str, int]]]) -> list[None]:

@@ -177,6 +177,7 @@ async def redis_outage(stack, redis_server, fake, *, mode: str, seconds: float =
             await asyncio.sleep(1)
         report.notes["A's text each second"] = lengths
         report.notes["served meanwhile"] = await _pages_and_logins(stack, username, conversation)
+        report.notes["a new chat meanwhile"] = await _new_chat(client, stack.urls[0], fake)
         if mode == "kill":
             await on_a.wait(lambda: gid in on_a.ends, timeout=20, what="A's end")
             redis_server.restart()
@@ -193,6 +194,20 @@ async def redis_outage(stack, redis_server, fake, *, mode: str, seconds: float =
     finally:
         await client.close()
     return report
+
+
+async def _new_chat(client: ChatClient, base: str, fake) -> str:
+    """A new conversation on one process, a message sent and answered there: the status of its end."""
+    token = uuid.uuid4().hex[:10]
+    fake.script([{"text": "answered meanwhile"}], match=f"meanwhile {token}.")
+    try:
+        sock = await ProtocolSocket.open(client, await client.new_conversation(), base)
+        gid = await _send(sock, f"meanwhile {token}.", "meanwhile")
+        await sock.wait(lambda: gid in sock.ends, timeout=20, what="the end")
+        await sock.close()
+        return sock.ends[gid][0]["message"]["status"] if sock.texts.get(gid) == "answered meanwhile" else "text differs"
+    except Exception as exc:  # noqa: BLE001 - reported
+        return f"failed: {exc}"
 
 
 async def _pages_and_logins(stack, username: str, conversation: int) -> list[int]:

@@ -45,6 +45,8 @@ async def test_redis_killed_or_hung_mid_reply_loses_nothing(stack, redis_server,
     assert all(later > earlier for earlier, later in zip(lengths, lengths[1:])), lengths
     # Log-ins and pages on both processes meanwhile (the caches fall back to process memory).
     assert report.notes["served meanwhile"] == [302, 200, 302, 200]
+    # A new chat on a process, started and answered while Redis is away.
+    assert report.notes["a new chat meanwhile"] == "complete"
     # Once Redis is back (no process restarted): both sockets have the whole text and one end,
     # none was closed, the reply is stored complete, and sending works across processes again.
     assert report.lost_chars == 0 and report.short_ends == 0, report.notes["losses"]
