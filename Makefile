@@ -21,6 +21,7 @@ help:
 	@echo "make check-anthropic  with ANTHROPIC_API_KEY set: a few small requests per enabled model, pass/fail each"
 	@echo "make bench    run the streaming benchmark"
 	@echo "make bench-cost  what a 200-turn conversation costs: full history, trim+summary, Chatsite"
+	@echo "make bench-faults  break PostgreSQL, Redis and Anthropic on purpose; print what was lost"
 	@echo "make venv     create/update .venv from requirements*.txt"
 	@echo "make browser  install Debian chromium for the browser tests (if missing)"
 	@echo "make clean    remove caches and run-time leftovers (keeps var/ database and secrets)"
@@ -41,6 +42,10 @@ check-anthropic: venv
 .PHONY: bench-cost
 bench-cost: venv
 	$(PY) bench/cost.py $(ARGS)
+
+.PHONY: bench-faults
+bench-faults: venv
+	$(PY) bench/faults.py $(ARGS)
 
 venv: $(STAMP)
 
