@@ -350,7 +350,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         this socket has, and send `hello` again: a client that does not know its
         `current_leaf_id` missed messages meanwhile and reloads the thread."""
         await self._join_group()
-        for gid, runner in tuple(self.remote.items()):
+        for gid in tuple(self.remote):
             try:
                 await self._follow(gid, self.have.get(gid, 0))
             except ChatError:

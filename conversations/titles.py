@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import transaction
 
 from . import llm, metering, modelcache, selectors
 from .models import Conversation, LLMModel, Message, UsageRecord

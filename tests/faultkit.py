@@ -241,6 +241,17 @@ class FaultStack:
     def manage(self, *args: str, env: dict[str, str] | None = None) -> str:
         return self.live.manage(*args, env=self.live.child_env() | (env or {}))
 
+    def kill_primary(self) -> None:
+        """SIGKILL process A: no cleanup at all."""
+        assert self.live.proc is not None
+        self.live.proc.send_signal(signal.SIGKILL)
+        self.live.proc.wait()
+
+    def restart_primary(self) -> None:
+        """Process A again, on the same port."""
+        self.live.proc = self.live.spawn_daphne(self.live.port)
+        self.live._wait_ready()
+
     def stored_replies(self) -> list[tuple[str, str]]:
         return self.live.stored_replies()
 

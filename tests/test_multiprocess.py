@@ -8,58 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import uuid
 
 import pytest
 
-from tests.livestack import LIVENESS_TTL_SECONDS, LiveStack, free_port
+from tests.faultkit import FaultStack
+from tests.livestack import LIVENESS_TTL_SECONDS
 from tests.wsclient import ChatClient
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the Redis channel layer (make test provides it)")
 
 
-class TwoProcessStack(LiveStack):
-    """The live stack plus a second daphne process on the same database and channel layer."""
-
-    def start(self) -> "TwoProcessStack":
-        super().start()
-        self.second_port = free_port()
-        self.second_url = f"http://127.0.0.1:{self.second_port}"
-        self.second_log = open(self.tmpdir / "second.log", "wb")
-        self.second = self.spawn_daphne(self.second_port, log_file=self.second_log)
-        primary = (self.proc, self.port, self.url)
-        self.proc, self.port, self.url = self.second, self.second_port, self.second_url
-        try:
-            self._wait_ready()
-        finally:
-            self.proc, self.port, self.url = primary
-        return self
-
-    def kill_primary(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def reap(self, stale_after: float) -> str:
-        return self.manage("recover_generations", env=self.child_env() | {"CHATSITE_HEARTBEAT_STALE_SECONDS": str(stale_after)})
-
-    def stop(self) -> None:
-        second = getattr(self, "second", None)
-        if second is not None and second.poll() is None:
-            second.terminate()
-            try:
-                second.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                second.kill()
-        if getattr(self, "second_log", None):
-            self.second_log.close()
-        super().stop()
-
-
 @pytest.fixture
 def stack(fake_anthropic):
-    stack = TwoProcessStack(anthropic_url=fake_anthropic.url).start()
+    stack = FaultStack(anthropic_url=fake_anthropic.url).start()
     yield stack
     stack.stop()
 
@@ -68,7 +30,7 @@ def _words(n: int) -> str:
     return " ".join(f"m{i:04d}" for i in range(n))
 
 
-async def _two_sockets(stack: TwoProcessStack):
+async def _two_sockets(stack: FaultStack):
     client = ChatClient(stack.url)
     await client.signup(f"u{uuid.uuid4().hex[:10]}")
     conversation_id = await client.new_conversation()
@@ -130,7 +92,7 @@ async def test_killed_process_leaves_no_reply_streaming_after_the_reaper(stack, 
         stack.kill_primary()  # no cleanup at all: SIGKILL
         assert stack.stored_replies()[-1][1] == "streaming"
         await asyncio.sleep(LIVENESS_TTL_SECONDS + 0.5)  # its "alive" key in Redis expires
-        assert "Recovered 1" in stack.reap(stale_after=1.0)
+        assert "Recovered 1" in stack.manage("recover_generations", env={"CHATSITE_HEARTBEAT_STALE_SECONDS": "1.0"})
         content, status = stack.stored_replies()[-1]
         assert status == "interrupted"
         assert len(content) >= 100 and text.startswith(content), "the checkpointed text is kept"
@@ -179,8 +141,7 @@ async def test_page_back_from_offline_shows_what_was_sent_meanwhile(stack, fake_
             gid = (await sock.receive_type("message.created"))["reply"]["generation_id"]
             assert (await sock.until_end(gid))["message"]["status"] == "complete"
 
-            stack.proc = stack.spawn_daphne(stack.port)  # the page's server comes back
-            stack._wait_ready()
+            stack.restart_primary()  # the page's server comes back
             await expect(page.locator("#conn-status")).to_have_text("", timeout=20_000)
             await expect(page.locator("#thread .msg-user")).to_have_count(2)
             await expect(page.locator("#thread .msg-assistant").last).to_contain_text("sent while the page was offline")

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TextIO
@@ -58,6 +59,9 @@ class ReplyPrinter:
             data = json.loads(frame)
             if data.get("type") == "delta":
                 self._take(int(data["offset"]), str(data["text"]))
+            elif data.get("type") == "notice" and self.out is not None:
+                # "Claude is busy; retrying in 8 s…" and the like: beside the reply, not in it.
+                print(f"[{data.get('message', '')}]", file=sys.stderr, flush=True)
         except Exception:
             log.exception("Could not print a frame of %s", generation_id)
         if final:
