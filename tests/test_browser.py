@@ -565,3 +565,16 @@ def test_send_over_the_monthly_budget_keeps_the_text_and_links_to_usage(page: Pa
     expect(box).to_have_value(message)
     expect(box).to_be_enabled()
     expect(page.locator("#thread .msg")).to_have_count(0)
+
+
+def test_claude_busy_is_said_under_the_reply_until_its_text_comes(page: Page, fake_anthropic):
+    token = unique("busy")
+    fake_anthropic.script([{"status": 529, "retry_after_ms": 2500}, {"text": "Here after the wait.", "tps": 20}], match=token)
+    sign_up(page)
+    start_chat(page, f"Anyone there? {token}")
+    notice = page.locator("#thread .msg-assistant .msg-notice")
+    expect(notice).to_contain_text("Claude is busy (overloaded); retrying in 3 s")
+    expect(notice).to_have_attribute("role", "status")
+    state = wait_for_reply_end(page)
+    assert "status-complete" in state["cls"] and norm(state["text"]) == "Here after the wait."
+    expect(notice).to_have_count(0)
