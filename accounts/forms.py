@@ -2,20 +2,12 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import (
-    AuthenticationForm,
     PasswordResetForm,
     SetPasswordForm,
     UserCreationForm,
 )
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-
-from accounts.throttle import (
-    client_ip,
-    login_failure_record,
-    login_failures_clear,
-    login_is_throttled,
-)
 
 
 class SignupForm(UserCreationForm):
@@ -31,29 +23,6 @@ class SignupForm(UserCreationForm):
         if email and User.objects.filter(email__iexact=email).exists():
             raise ValidationError("An account with this email already exists.", code="unique")
         return email
-
-
-class ThrottledAuthenticationForm(AuthenticationForm):
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "throttled": "Too many failed log-in attempts. Try again in a few minutes.",
-    }
-
-    def clean(self) -> dict[str, Any]:
-        username = self.cleaned_data.get("username") or ""
-        ip = client_ip(self.request)
-        # Checked before authenticate(): a throttled attempt never tests the password.
-        if login_is_throttled(username=username, ip=ip):
-            raise ValidationError(self.error_messages["throttled"], code="throttled")
-        try:
-            cleaned_data = super().clean()
-        except ValidationError:
-            login_failure_record(username=username, ip=ip)
-            raise
-        # Only a real success resets the count (an empty password also gets here, without a user).
-        if self.user_cache is not None:
-            login_failures_clear(username=username, ip=ip)
-        return cleaned_data
 
 
 class PasswordResetRequestForm(PasswordResetForm):

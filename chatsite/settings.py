@@ -6,6 +6,7 @@ DATABASE_URL (PostgreSQL) and REDIS_URL (Celery broker + channel layer). See .en
 
 import os
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -38,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Log-in throttling (accounts/login_throttle.py).
+    "axes",
     # The HTTP API (conversations/api); listed so its docs page uses the bundled swagger-ui files.
     "ninja",
     "accounts",
@@ -53,6 +56,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a throttled log-in into the "too many attempts" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -237,6 +242,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: a throttled log-in is refused before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "login"
@@ -245,6 +252,30 @@ CHATSITE_SIGNUP_OPEN = env.bool("CHATSITE_SIGNUP_OPEN", default=True)
 # Kept in Django's cache: per process with the default local-memory cache.
 CHATSITE_API_RATE = env.str("CHATSITE_API_RATE", default="120/m")
 CHATSITE_API_SEND_RATE = env.str("CHATSITE_API_SEND_RATE", default="20/m")
+
+# Log-in throttling (django-axes, accounts/login_throttle.py): failed log-ins counted per client
+# address and per username, each with its own limit, in the default cache, for this long.
+# The per-account limit is the higher one: a single address cannot lock someone else out.
+CHATSITE_LOGIN_FAILURES_PER_ADDRESS = env.int("CHATSITE_LOGIN_FAILURES_PER_ADDRESS", default=10)
+CHATSITE_LOGIN_FAILURES_PER_ACCOUNT = env.int("CHATSITE_LOGIN_FAILURES_PER_ACCOUNT", default=30)
+CHATSITE_LOGIN_LOCKOUT_MINUTES = env.float("CHATSITE_LOGIN_LOCKOUT_MINUTES", default=15.0)
+# How many reverse proxies stand in front of daphne, each appending the address it was reached
+# from to X-Forwarded-For (nginx: proxy_add_x_forwarded_for). 0: the TCP peer is the client.
+# With N, the client is the N-th address from the right of X-Forwarded-For: entries further left
+# are whatever the client sent, and are never trusted. Run daphne WITHOUT --proxy-headers.
+CHATSITE_TRUSTED_PROXIES = env.int("CHATSITE_TRUSTED_PROXIES", default=0)
+AXES_HANDLER = "accounts.login_throttle.LoginThrottle"
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # two counters, in login_throttle's order
+AXES_FAILURE_LIMIT = max(CHATSITE_LOGIN_FAILURES_PER_ADDRESS, CHATSITE_LOGIN_FAILURES_PER_ACCOUNT)
+AXES_COOLOFF_TIME = timedelta(minutes=CHATSITE_LOGIN_LOCKOUT_MINUTES)
+# A refused attempt neither counts nor extends the lock; a success resets nothing (else anyone
+# with an account of their own could reset their address's count between guesses).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "registration/login_throttled.html"
+AXES_ENABLE_ADMIN = False  # the counts live in the cache, not in axes' tables
+AXES_VERBOSE = False
+AXES_CLIENT_IP_CALLABLE = "accounts.login_throttle.client_address"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chatsite@localhost")
