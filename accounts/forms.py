@@ -7,7 +7,6 @@ from django.contrib.auth.forms import (
     UserCreationForm,
 )
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
 
 
 class SignupForm(UserCreationForm):
@@ -17,12 +16,8 @@ class SignupForm(UserCreationForm):
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "email"})}
         help_texts = {"email": "Optional. Needed only to reset a forgotten password."}
 
-    def clean_email(self) -> str:
-        email = self.cleaned_data.get("email") or ""
-        # Password reset looks users up by email, so two accounts must not share one.
-        if email and User.objects.filter(email__iexact=email).exists():
-            raise ValidationError("An account with this email already exists.", code="unique")
-        return email
+    # No uniqueness check on the email here: saying "this address has an account" would tell
+    # anyone which addresses are registered. accounts.services.user_create handles a taken one.
 
 
 class PasswordResetRequestForm(PasswordResetForm):

@@ -1,15 +1,37 @@
 import logging
 
 from django.contrib.auth.models import User
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import QuerySet
+from django.template.loader import render_to_string
 
 log = logging.getLogger(__name__)
 
 
-def user_create(*, username: str, email: str, password: str) -> User:
+def user_create(*, username: str, email: str, password: str, site_url: str = "") -> User:
+    """A new account. Sign-up answers the same whether or not the e-mail address is taken.
+
+    Password reset finds accounts by e-mail, so an address belongs to one account only. A taken
+    address is not stored on the new account; its owner gets a note instead (someone, maybe
+    they, tried to sign up with it), so nothing on the page tells which addresses have accounts.
+    """
+    taken = bool(email) and User.objects.filter(email__iexact=email).exists()
     # create_user() hashes the password and normalizes the email's domain.
-    return User.objects.create_user(username=username, email=email, password=password)
+    user = User.objects.create_user(username=username, email="" if taken else email, password=password)
+    if taken:
+        _tell_address_owner(email=email, site_url=site_url)
+    return user
+
+
+def _tell_address_owner(*, email: str, site_url: str) -> None:
+    context = {"site_url": site_url.rstrip("/")}
+    subject = render_to_string("registration/signup_email_taken_subject.txt", context).strip()
+    body = render_to_string("registration/signup_email_taken_email.txt", context)
+    try:
+        send_mail(subject, body, None, [email])
+    except Exception:  # the sign-up itself succeeded; a mail server down must not show
+        log.exception("Could not send the address-taken note")
 
 
 def users_set_active(*, users: QuerySet[User], active: bool, actor: User | None = None) -> int:
