@@ -2,9 +2,10 @@ import logging
 
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
-from django.db import transaction
 from django.db.models import QuerySet
 from django.template.loader import render_to_string
+
+from . import sessions
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +40,14 @@ def users_set_active(*, users: QuerySet[User], active: bool, actor: User | None 
 
     A deactivated person cannot log in; their sessions and API tokens stop working at the next
     request (Django's backend and `tokens.api_token_authenticate` refuse inactive users), and
-    their open websockets are closed, so an open tab cannot go on chatting. Nothing of theirs
+    their open websockets are closed (accounts.sessions), so an open tab cannot go on chatting. Nothing of theirs
     is deleted: activating them again restores access. Admins cannot deactivate themselves.
     """
     if not active and actor is not None:
         users = users.exclude(pk=actor.pk)
     ids = list(users.filter(is_active=not active).values_list("pk", flat=True))
     User.objects.filter(pk__in=ids).update(is_active=active)
-    if ids and not active:
-        transaction.on_commit(lambda: _close_sockets(ids))
+    if not active:
+        for user_id in ids:  # a bulk update sends no post_save: tell their sockets here
+            sessions.sessions_recheck(user_id=user_id)
     return len(ids)
-
-
-def _close_sockets(user_ids: list[int]) -> None:
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    from conversations import groups
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        for user_id in user_ids:
-            async_to_sync(layer.group_send)(groups.user_group(user_id), {"type": "account.disabled"})
-    except Exception:  # the socket is refused at its next connect anyway
-        log.exception("Could not close the websockets of deactivated users")

@@ -253,6 +253,10 @@ CHATSITE_SIGNUP_OPEN = env.bool("CHATSITE_SIGNUP_OPEN", default=True)
 CHATSITE_API_RATE = env.str("CHATSITE_API_RATE", default="120/m")
 CHATSITE_API_SEND_RATE = env.str("CHATSITE_API_SEND_RATE", default="20/m")
 
+# An open websocket closes when its session ends: at once on log-out, a new password,
+# deactivation or deletion (accounts.sessions), at its expiry, and in any case it re-checks its
+# session this often (seconds), should an event have been lost.
+CHATSITE_SOCKET_SESSION_CHECK_SECONDS = env.float("CHATSITE_SOCKET_SESSION_CHECK_SECONDS", default=300.0)
 # Log-in throttling (django-axes, accounts/login_throttle.py): failed log-ins counted per client
 # address and per username, each with its own limit, in the default cache, for this long.
 # The per-account limit is the higher one: a single address cannot lock someone else out.
@@ -311,5 +315,6 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
         "anthropic": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # failed log-ins and lock-outs, not every successful one
     },
 }

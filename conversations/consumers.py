@@ -18,24 +18,25 @@ from .asyncdb import request_db
 from .errors import ChatError
 from .hub import Hub, get_hub
 from .models import Conversation, Message
+from .sessionguard import NOT_FOUND, UNAUTHORIZED, SessionGuarded
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 1_000_000
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(SessionGuarded, AsyncWebsocketConsumer):
     hub: Hub
     conversation: Conversation
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.refuse(UNAUTHORIZED)
             return
         conversation = await self._get_conversation(user, self.scope["url_route"]["kwargs"]["conversation_id"])
         if conversation is None:
-            await self.close(code=4404)
+            await self.refuse(NOT_FOUND)
             return
         self.user = user
         self.conversation = conversation
@@ -48,11 +49,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.hub.sockets.add(user.pk, self)
         await self.accept()
+        self.guard_session()  # closes the socket when its session ends (sessionguard)
         await self.send_json({"type": "hello", "conversation_id": conversation.pk, "current_leaf_id": conversation.current_leaf_id})
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "hub"):
             return
+        self.unguard_session()
         self.hub.sockets.discard(self.user.pk, self)
         for gid in tuple(self.following):
             self.hub.unfollow(gid, self)
@@ -246,11 +249,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if event.get("title") and event["conversation_id"] == self.conversation.pk:
             self.conversation.title = event["title"]
         await self.send_json(frame)
-
-    async def account_disabled(self, event: dict[str, Any]) -> None:
-        """An admin deactivated the person (accounts.services.users_set_active): an open tab
-        must not go on chatting. A reconnect is refused (the session no longer authenticates)."""
-        await self.close(code=4401)
 
     async def relay_frame(self, event: dict[str, Any]) -> None:
         await self.deliver(event["frame"], final=event["final"], generation_id=event["generation_id"])
