@@ -15,6 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import branches, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services
 from .asyncdb import request_db
+from .cleantext import has_lone_surrogate, storable
 from .errors import ChatError
 from .hub import Hub, get_hub
 from .models import Conversation, Message
@@ -75,10 +76,12 @@ class ChatConsumer(SessionGuarded, AsyncWebsocketConsumer):
                 raise ChatError("bad_frame", "That message is too large to send.")
             try:
                 data = json.loads(text_data)
-            except ValueError:
+            except (ValueError, RecursionError):  # (RecursionError: nested too deep)
                 raise ChatError("bad_frame", "The server could not read that request.") from None
             if not isinstance(data, dict):
                 raise ChatError("bad_frame", "The server could not read that request.")
+            if has_lone_surrogate(data):  # a hand-made \ud800 escape: not text (cleantext)
+                raise ChatError("bad_frame", "That request holds characters that are not text (a lone surrogate).")
             handler = self._commands.get(str(data.get("type")))
             if handler is None:
                 raise ChatError("unknown_command", "Unknown request.")
@@ -318,11 +321,20 @@ def _switch_branch(*, conversation: Conversation, message_id: int, client_id: st
 
 
 def _client_id(data: dict[str, Any]) -> str:
-    return str(data.get("client_id", ""))[:64]
+    return storable(str(data.get("client_id", ""))[:64])
+
+
+_ID_LIMIT = 2**63  # what a database integer holds
 
 
 def _int(value: Any) -> int:
+    """A whole number from a frame (an id, an offset): never a float (`Infinity`, `1e400`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ChatError("bad_frame", "The server could not read that request.")
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (ValueError, OverflowError):
         raise ChatError("bad_frame", "The server could not read that request.") from None
+    if not -_ID_LIMIT < number < _ID_LIMIT:
+        raise ChatError("bad_frame", "The server could not read that request.")
+    return number

@@ -44,6 +44,8 @@ from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
 
+from .cleantext import storable
+
 _FORMATTER = HtmlFormatter(nowrap=True)
 # What may follow `language-`: a fence's info string is free text (```"><script>…).
 _LANGUAGE = re.compile(r"[a-z0-9_+#.-]{1,32}")
@@ -282,5 +284,6 @@ def sanitize_html(raw: str) -> str:
 
 
 def render_markdown(text: str) -> str:
-    """Safe HTML for a message's markdown text."""
-    return sanitize_html(_md.render(text or ""))
+    """Safe HTML for a message's markdown text (NUL and lone surrogates shown as U+FFFD, as
+    they are stored: cleantext)."""
+    return sanitize_html(_md.render(storable(text or "")))

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from . import llm, modelcache, selectors
+from .cleantext import storable
 from .models import Conversation, Message, UsageRecord
 from .pricing import Prices
 
@@ -29,7 +30,7 @@ def clean_title(text: str) -> str:
     line = line.strip().strip("\"'“”‘’`*#").strip()
     if line.lower().startswith("title:"):
         line = line[6:].strip()
-    return line.rstrip(".!?;:").strip()[:80]
+    return storable(line.rstrip(".!?;:").strip()[:80])
 
 
 def name_conversation(conversation_id: int) -> str | None:
