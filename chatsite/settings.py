@@ -252,6 +252,11 @@ CHATSITE_SIGNUP_OPEN = env.bool("CHATSITE_SIGNUP_OPEN", default=True)
 # Kept in Django's cache: per process with the default local-memory cache.
 CHATSITE_API_RATE = env.str("CHATSITE_API_RATE", default="120/m")
 CHATSITE_API_SEND_RATE = env.str("CHATSITE_API_SEND_RATE", default="20/m")
+# Websocket limits (conversations/wslimits.py), same format: frames one socket may send (past
+# twice that in one window it is disconnected), and replies one person may start (sends,
+# edits, retries, continues) over all their sockets.
+CHATSITE_WS_FRAME_RATE = env.str("CHATSITE_WS_FRAME_RATE", default="120/m")
+CHATSITE_WS_SEND_RATE = env.str("CHATSITE_WS_SEND_RATE", default="20/m")
 
 # An open websocket closes when its session ends: at once on log-out, a new password,
 # deactivation or deletion (accounts.sessions), at its expiry, and in any case it re-checks its

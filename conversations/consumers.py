@@ -12,8 +12,9 @@ import logging
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from . import branches, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services
+from . import branches, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services, wslimits
 from .asyncdb import request_db
 from .cleantext import has_lone_surrogate, storable
 from .errors import ChatError
@@ -46,6 +47,7 @@ class ChatConsumer(SessionGuarded, AsyncWebsocketConsumer):
         self.remote: dict[str, str] = {}  # generation id -> the hub channel we follow it through
         self.ended: set[str] = set()
         self.hub = get_hub()
+        self.frame_limit = wslimits.FrameLimit(settings.CHATSITE_WS_FRAME_RATE)
         await self.hub.ensure_listening()
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.hub.sockets.add(user.pk, self)
@@ -71,6 +73,10 @@ class ChatConsumer(SessionGuarded, AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         data: Any = {}
+        verdict = self.frame_limit.check()  # (wslimits: frames per socket)
+        if verdict is wslimits.Verdict.CLOSE:
+            await self.close(code=wslimits.TOO_MANY_FRAMES)
+            return
         try:
             if text_data is None or len(text_data) > MAX_FRAME_BYTES:
                 raise ChatError("bad_frame", "That message is too large to send.")
@@ -82,9 +88,15 @@ class ChatConsumer(SessionGuarded, AsyncWebsocketConsumer):
                 raise ChatError("bad_frame", "The server could not read that request.")
             if has_lone_surrogate(data):  # a hand-made \ud800 escape: not text (cleantext)
                 raise ChatError("bad_frame", "That request holds characters that are not text (a lone surrogate).")
+            if verdict is wslimits.Verdict.REFUSE:
+                raise ChatError("rate_limited", f"Too many requests on this connection. Wait {self.frame_limit.wait()} s and try again.")
             handler = self._commands.get(str(data.get("type")))
             if handler is None:
                 raise ChatError("unknown_command", "Unknown request.")
+            if handler in self._starts:  # (wslimits: replies started per person)
+                wait = await self._db(wslimits.reply_start_wait, user_id=self.user.pk)
+                if wait is not None:
+                    raise ChatError("rate_limited", f"You have started too many replies in a short time. Wait {wait} s and send again; your text is still in the box.")
             await handler(self, data)
         except ChatError as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message, "client_id": _client_id(data if isinstance(data, dict) else {})})
@@ -161,6 +173,7 @@ class ChatConsumer(SessionGuarded, AsyncWebsocketConsumer):
         "stop": cmd_stop, "follow": cmd_follow, "ping": cmd_ping,
         "edit": cmd_edit, "switch_branch": cmd_switch_branch,
     }
+    _starts = (cmd_send, cmd_regenerate, cmd_continue, cmd_edit)  # each starts a reply
 
     # --- following a generation ----------------------------------------------------------
 
