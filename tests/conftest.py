@@ -307,15 +307,48 @@ def live_stack(fake_anthropic):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium through Playwright (never `playwright install`)."""
+    """Debian's Chromium through Playwright (never `playwright install`).
+
+    Every context it opens reports Content-Security-Policy violations (Chromium logs each one
+    to the console) to `_csp_violations`, and a test during which one happened fails.
+    """
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        new_context = browser.new_context
+
+        def watched_context(*args, **kwargs):
+            context = new_context(*args, **kwargs)
+            context.on("console", _record_csp_violation)
+            return context
+
+        browser.new_context = watched_context
+        browser.new_page = lambda *args, **kwargs: watched_context(*args, **kwargs).new_page()
         yield browser
         browser.close()
+
+
+_csp_violations: list[str] = []
+
+
+def _record_csp_violation(message) -> None:
+    if "Content Security Policy" in message.text:
+        _csp_violations.append(f"{message.page.url if message.page else '?'}: {message.text}")
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(request):
+    """A browser test fails if the page broke the site's Content-Security-Policy."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    _csp_violations.clear()
+    yield
+    violations, _csp_violations[:] = list(_csp_violations), []
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 def clear_default_cache() -> None:
