@@ -47,8 +47,9 @@ _SCRIPT = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)
 _HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
 
 
-def test_no_template_has_an_inline_script_or_event_handler():
-    """Data for scripts goes in json_script blocks (type application/json: not run)."""
+def test_no_template_has_an_inline_script_style_sheet_or_event_handler():
+    """Data for scripts goes in json_script blocks (type application/json: not run); style
+    sheets are files (style attributes are allowed)."""
     problems = []
     for path in sorted((REPO / "templates").rglob("*.html")):
         text = path.read_text()
@@ -57,6 +58,8 @@ def test_no_template_has_an_inline_script_or_event_handler():
             if "src=" not in attrs and "application/json" not in attrs:
                 problems.append(f"{path.relative_to(REPO)}: inline <script{attrs}>")
         problems += [f"{path.relative_to(REPO)}: inline handler {m.group(0).strip()}" for m in _HANDLER.finditer(text)]
+        if re.search(r"<style\b", text, re.IGNORECASE):
+            problems.append(f"{path.relative_to(REPO)}: a <style> element")
     assert not problems, "\n".join(problems)
 
 
