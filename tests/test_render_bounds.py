@@ -5,6 +5,8 @@ CHATSITE_RENDER_TIMEOUT_SECONDS per text, and a text past it is shown as plain t
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.urls import reverse
 
@@ -22,7 +24,9 @@ def slow_reply(alice, settings):
     settings.CHATSITE_RENDER_TIMEOUT_SECONDS = 0.05
     conversation = services.conversation_create(owner=alice)
     question = Message.objects.create(conversation=conversation, role="user", content="q", status="complete")
-    reply = Message.objects.create(conversation=conversation, role="assistant", content=SLOW, status="complete", parent=question)
+    # New to the rendered-HTML cache (shared through Redis by every run): rendered here, now.
+    text = SLOW + uuid.uuid4().hex
+    reply = Message.objects.create(conversation=conversation, role="assistant", content=text, status="complete", parent=question)
     Conversation.objects.filter(pk=conversation.pk).update(current_leaf=reply)
     conversation.refresh_from_db()
     yield conversation, reply
