@@ -40,6 +40,7 @@ class SessionGuarded:
         """Accept, then close with `code`: the browser's close event carries it."""
         await self.accept()  # type: ignore[attr-defined]
         await self.close(code=code)  # type: ignore[attr-defined]
+        self._session_over = True  # a frame sent before the close arrives is not run
 
     def guard_session(self) -> None:
         """Start watching the session (call once the socket has joined the person's group)."""
