@@ -1,20 +1,21 @@
 """Django's auth views (same paths and names as django.contrib.auth.urls) plus sign-up.
 
-Listed one by one rather than include("django.contrib.auth.urls") because three of them take
-our own forms: the throttled log-in and the reset forms with autofocus.
+Listed one by one rather than include("django.contrib.auth.urls") because some of them take
+our own forms (the reset forms with autofocus) or context. Log-in throttling is not here: it
+is django-axes, in the authentication backends (accounts/login_throttle.py), so it covers
+/admin/login/ too.
 """
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views, views_tokens
-from accounts.forms import PasswordResetRequestForm, PasswordResetSetForm, ThrottledAuthenticationForm
+from accounts.forms import PasswordResetRequestForm, PasswordResetSetForm
 
 urlpatterns = [
     path(
         "login/",
         auth_views.LoginView.as_view(
-            authentication_form=ThrottledAuthenticationForm,
             redirect_authenticated_user=True,
             # A callable: the template calls it on each render, so the setting is read per request.
             extra_context={"signup_open": views.signup_is_open},

@@ -27,6 +27,11 @@ class RedisChannelLayer(BaseRedisChannelLayer):
             try:
                 return await super().receive(channel)
             except (RedisError, OSError) as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Cancelled (the socket closed, the loop stopping), and the library turned
+                    # the cancellation into a connection error: stop, do not retry.
+                    raise asyncio.CancelledError() from exc
                 log.warning("Receiving on %s failed (%s: %s); trying again in %.1f s", channel, type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_SECONDS)

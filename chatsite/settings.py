@@ -6,6 +6,7 @@ DATABASE_URL (PostgreSQL) and REDIS_URL (Celery broker + channel layer). See .en
 
 import os
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -40,6 +41,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    # Log-in throttling (accounts/login_throttle.py).
+    "axes",
+    # The Content-Security-Policy header (CONTENT_SECURITY_POLICY below).
+    "csp",
     # The HTTP API (conversations/api); listed so its docs page uses the bundled swagger-ui files.
     "ninja",
     "accounts",
@@ -48,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "chatsite.staticfiles.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -55,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a throttled log-in into the "too many attempts" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -296,6 +304,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: a throttled log-in is refused before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat"
 LOGOUT_REDIRECT_URL = "login"
@@ -304,6 +314,39 @@ CHATSITE_SIGNUP_OPEN = env.bool("CHATSITE_SIGNUP_OPEN", default=True)
 # Kept in Django's cache: per process with the default local-memory cache.
 CHATSITE_API_RATE = env.str("CHATSITE_API_RATE", default="120/m")
 CHATSITE_API_SEND_RATE = env.str("CHATSITE_API_SEND_RATE", default="20/m")
+# Websocket limits (conversations/wslimits.py), same format: frames one socket may send (past
+# twice that in one window it is disconnected), and replies one person may start (sends,
+# edits, retries, continues) over all their sockets.
+CHATSITE_WS_FRAME_RATE = env.str("CHATSITE_WS_FRAME_RATE", default="120/m")
+CHATSITE_WS_SEND_RATE = env.str("CHATSITE_WS_SEND_RATE", default="20/m")
+
+# An open websocket closes when its session ends: at once on log-out, a new password,
+# deactivation or deletion (accounts.sessions), at its expiry, and in any case it re-checks its
+# session this often (seconds), should an event have been lost.
+CHATSITE_SOCKET_SESSION_CHECK_SECONDS = env.float("CHATSITE_SOCKET_SESSION_CHECK_SECONDS", default=300.0)
+# Log-in throttling (django-axes, accounts/login_throttle.py): failed log-ins counted per client
+# address and per username, each with its own limit, in the default cache, for this long.
+# The per-account limit is the higher one: a single address cannot lock someone else out.
+CHATSITE_LOGIN_FAILURES_PER_ADDRESS = env.int("CHATSITE_LOGIN_FAILURES_PER_ADDRESS", default=10)
+CHATSITE_LOGIN_FAILURES_PER_ACCOUNT = env.int("CHATSITE_LOGIN_FAILURES_PER_ACCOUNT", default=30)
+CHATSITE_LOGIN_LOCKOUT_MINUTES = env.float("CHATSITE_LOGIN_LOCKOUT_MINUTES", default=15.0)
+# How many reverse proxies stand in front of daphne, each appending the address it was reached
+# from to X-Forwarded-For (nginx: proxy_add_x_forwarded_for). 0: the TCP peer is the client.
+# With N, the client is the N-th address from the right of X-Forwarded-For: entries further left
+# are whatever the client sent, and are never trusted. Run daphne WITHOUT --proxy-headers.
+CHATSITE_TRUSTED_PROXIES = env.int("CHATSITE_TRUSTED_PROXIES", default=0)
+AXES_HANDLER = "accounts.login_throttle.LoginThrottle"
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # two counters, in login_throttle's order
+AXES_FAILURE_LIMIT = max(CHATSITE_LOGIN_FAILURES_PER_ADDRESS, CHATSITE_LOGIN_FAILURES_PER_ACCOUNT)
+AXES_COOLOFF_TIME = timedelta(minutes=CHATSITE_LOGIN_LOCKOUT_MINUTES)
+# A refused attempt neither counts nor extends the lock; a success resets nothing (else anyone
+# with an account of their own could reset their address's count between guesses).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "registration/login_throttled.html"
+AXES_ENABLE_ADMIN = False  # the counts live in the cache, not in axes' tables
+AXES_VERBOSE = False
+AXES_CLIENT_IP_CALLABLE = "accounts.login_throttle.client_address"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chatsite@localhost")
@@ -315,6 +358,33 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
+# HTTPS only: redirect http:// to https:// (behind a proxy, BEHIND_PROXY tells them apart), and
+# HSTS: browsers then refuse plain HTTP for this long. Turn HSTS on once HTTPS works for every
+# host name it covers (a browser remembers it); both stay off by default (`make run` is HTTP).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): scripts only from this site's own files, never inline
+# (data for scripts goes in json_script blocks), no plugins, no framing, forms post here only.
+# Inline style *attributes* stay allowed (KaTeX's layout, table cell alignment, the usage bars);
+# style sheets come from this site. Browser tests fail on any violation (tests/conftest.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],  # (the websocket: same host, ws: or wss:)
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- I18N, static ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -339,5 +409,6 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
         "anthropic": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # failed log-ins and lock-outs, not every successful one
     },
 }

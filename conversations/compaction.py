@@ -27,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import llm, metering, modelcache, prompting, queueing, selectors
+from .cleantext import storable
 from .models import Conversation, LLMModel, Message, Summary, UsageRecord
 from .pricing import Prices
 from .utility import utility_complete
@@ -294,6 +295,6 @@ def _compact(conversation_id: int) -> Summary | None:
     covered = len(p.fold) + (p.previous.covered_messages if p.previous else 0)
     try:
         with transaction.atomic():
-            return Summary.objects.create(conversation=conversation, upto=p.upto, text=text, model=utility.model_id, covered_messages=covered)
+            return Summary.objects.create(conversation=conversation, upto=p.upto, text=storable(text), model=utility.model_id, covered_messages=covered)
     except IntegrityError:
         return Summary.objects.filter(conversation=conversation, upto=p.upto).first()

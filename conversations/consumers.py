@@ -16,29 +16,31 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import branches, errors, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services
+from . import branches, errors, fanout, frames, groups, htmlcache, renderpool, runner, selectors, services, wslimits
 from .asyncdb import request_db
+from .cleantext import has_lone_surrogate, storable
 from .errors import ChatError
 from .hub import Hub, get_hub
 from .models import Conversation, Message
+from .sessionguard import NOT_FOUND, UNAUTHORIZED, SessionGuarded
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 1_000_000
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(SessionGuarded, AsyncWebsocketConsumer):
     hub: Hub
     conversation: Conversation
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.refuse(UNAUTHORIZED)
             return
         conversation = await self._get_conversation(user, self.scope["url_route"]["kwargs"]["conversation_id"])
         if conversation is None:
-            await self.close(code=4404)
+            await self.refuse(NOT_FOUND)
             return
         self.user = user
         self.conversation = conversation
@@ -49,17 +51,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.ended: set[str] = set()
         self.tasks: set[asyncio.Task] = set()  # this socket's background work (_later)
         self.hub = get_hub()
+        self.frame_limit = wslimits.FrameLimit(settings.CHATSITE_WS_FRAME_RATE)
         await self.hub.ensure_listening()
         # Without Redis the socket still works with this process's replies; it joins the group
         # when Redis is back (layer_recovered).
         await self._join_group()
         self.hub.sockets.add(user.pk, self)
         await self.accept()
+        self.guard_session()  # closes the socket when its session ends (sessionguard)
         await self.send_json({"type": "hello", "conversation_id": conversation.pk, "current_leaf_id": conversation.current_leaf_id})
 
     async def disconnect(self, code: int) -> None:
         if not hasattr(self, "hub"):
             return
+        self.unguard_session()
         self.hub.sockets.discard(self.user.pk, self)
         for task in tuple(self.tasks):
             task.cancel()
@@ -76,18 +81,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         data: Any = {}
+        verdict = self.frame_limit.check()  # (wslimits: frames per socket)
+        if verdict is wslimits.Verdict.CLOSE:
+            await self.close(code=wslimits.TOO_MANY_FRAMES)
+            return
         try:
             if text_data is None or len(text_data) > MAX_FRAME_BYTES:
                 raise ChatError("bad_frame", "That message is too large to send.")
             try:
                 data = json.loads(text_data)
-            except ValueError:
+            except (ValueError, RecursionError):  # (RecursionError: nested too deep)
                 raise ChatError("bad_frame", "The server could not read that request.") from None
             if not isinstance(data, dict):
                 raise ChatError("bad_frame", "The server could not read that request.")
+            if has_lone_surrogate(data):  # a hand-made \ud800 escape: not text (cleantext)
+                raise ChatError("bad_frame", "That request holds characters that are not text (a lone surrogate).")
+            if verdict is wslimits.Verdict.REFUSE:
+                raise ChatError("rate_limited", f"Too many requests on this connection. Wait {self.frame_limit.wait()} s and try again.")
             handler = self._commands.get(str(data.get("type")))
             if handler is None:
                 raise ChatError("unknown_command", "Unknown request.")
+            if handler in self._starts:  # (wslimits: replies started per person)
+                wait = await self._db(wslimits.reply_start_wait, user_id=self.user.pk)
+                if wait is not None:
+                    raise ChatError("rate_limited", f"You have started too many replies in a short time. Wait {wait} s and send again; your text is still in the box.")
             await handler(self, data)
         except ChatError as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message, "client_id": _client_id(data if isinstance(data, dict) else {})})
@@ -173,6 +190,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "stop": cmd_stop, "follow": cmd_follow, "ping": cmd_ping,
         "edit": cmd_edit, "switch_branch": cmd_switch_branch,
     }
+    _starts = (cmd_send, cmd_regenerate, cmd_continue, cmd_edit)  # each starts a reply
 
     # --- following a generation ----------------------------------------------------------
 
@@ -310,11 +328,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.conversation.title = event["title"]
         await self.send_json(frame)
 
-    async def account_disabled(self, event: dict[str, Any]) -> None:
-        """An admin deactivated the person (accounts.services.users_set_active): an open tab
-        must not go on chatting. A reconnect is refused (the session no longer authenticates)."""
-        await self.close(code=4401)
-
     async def relay_frame(self, event: dict[str, Any]) -> None:
         """A frame of a reply another process runs. The relay is at-most-once (channels-redis):
         a part of the text that went missing is asked for again before anything after it is
@@ -440,11 +453,20 @@ def _switch_branch(*, conversation: Conversation, message_id: int, client_id: st
 
 
 def _client_id(data: dict[str, Any]) -> str:
-    return str(data.get("client_id", ""))[:64]
+    return storable(str(data.get("client_id", ""))[:64])
+
+
+_ID_LIMIT = 2**63  # what a database integer holds
 
 
 def _int(value: Any) -> int:
+    """A whole number from a frame (an id, an offset): never a float (`Infinity`, `1e400`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ChatError("bad_frame", "The server could not read that request.")
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (ValueError, OverflowError):
         raise ChatError("bad_frame", "The server could not read that request.") from None
+    if not -_ID_LIMIT < number < _ID_LIMIT:
+        raise ChatError("bad_frame", "The server could not read that request.")
+    return number

@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from . import formatting, modelcache, selectors
+from .cleantext import storable
 from .errors import ChatError
 from .models import Conversation, LLMModel, Message
 
@@ -211,9 +212,8 @@ def _text(value: Any, *, field: str, limit: int, required: bool = False) -> str:
         raise _fail(f"{field} must be text.")
     if len(value) > limit:
         raise _fail(f"{field} is too long ({len(value):,} characters; the limit is {limit:,}).")
-    # What JSON can carry but a database cannot store: NUL characters (PostgreSQL) and lone
-    # surrogates (not UTF-8).
-    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    # What JSON can carry but a database cannot store (NUL, lone surrogates): cleantext's rule.
+    return storable(value)
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -226,7 +226,10 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=dt_timezone.utc)
-    return parsed
+    try:  # what is stored is UTC: 0001-01-01T00:00:00+23:59 is before year 1 there
+        return parsed.astimezone(dt_timezone.utc)
+    except OverflowError:
+        return None
 
 
 def _usage(value: Any, where: str) -> dict[str, int]:
@@ -285,7 +288,7 @@ def parse_import(raw: bytes) -> dict[str, Any]:
         raise _fail(refusal)
     try:
         data = json.loads(raw.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # (ValueError: bad UTF-8, bad JSON, an integer of 4,300+ digits)
         raise _fail("That file is not a Chatsite JSON export (it is not valid JSON).") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise _fail("That file is not a Chatsite JSON export (use Export → JSON on a conversation).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .cleantext import storable
 from .models import Message
 from .rendering import render_markdown
 
@@ -17,7 +18,9 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def delta(generation_id: str, offset: int, text: str) -> str:
-    return _dumps({"type": "delta", "generation_id": generation_id, "offset": offset, "text": text})
+    # storable(): what the person sees stream is what is stored (a lone surrogate could not
+    # even be sent: it has no UTF-8); same length, so offsets hold. Once per batch of deltas.
+    return _dumps({"type": "delta", "generation_id": generation_id, "offset": offset, "text": storable(text)})
 
 
 def dumps(payload: dict[str, Any]) -> str:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from django.core.cache import caches
 
-from . import rendering
-from .rendering import render_markdown
+from . import rendering, renderpool
 
 CACHE_ALIAS = "rendered"
 TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -59,15 +58,16 @@ def render_markdown_many(texts: Sequence[str]) -> list[str]:
     except Exception:  # noqa: BLE001 - Redis down or a corrupt entry: render instead
         log.warning("rendered-HTML cache unavailable; rendering %d messages", len(keys), exc_info=True)
         found = {}
-    fresh: dict[str, str] = {}
-    out: list[str] = []
+    missing: dict[str, str] = {}
     for key, text in zip(keys, texts):
-        html = found.get(key)
-        if not isinstance(html, str):
-            html = fresh.get(key)
-            if html is None:
-                html = fresh[key] = render_markdown(text)
-        out.append(html)
+        if not isinstance(found.get(key), str):
+            missing.setdefault(key, text or "")
+    # In a helper process, each text with a time limit (renderpool): a page, a share page or a
+    # branch switch is bounded like the end of a reply.
+    fresh = dict(zip(missing, renderpool.render_now(list(missing.values()))))
+    out = [found[key] if isinstance(found.get(key), str) else fresh[key] for key in keys]
+    # A text shown unrendered (too slow) is not kept: it is tried again next time.
+    fresh = {key: html for key, html in fresh.items() if html != renderpool.plain_html(missing[key])}
     if fresh:
         try:
             cache.set_many(fresh, timeout=TIMEOUT_SECONDS)

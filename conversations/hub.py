@@ -189,11 +189,14 @@ class Hub:
             await asyncio.wait(tasks, timeout=2)
         if self._background:
             await asyncio.wait(set(self._background), timeout=5)
-        if self._watcher is not None and self.layer is not None:
+        if self._watcher is not None:
+            connection = liveness.client()
             try:  # gone at once, rather than when the key expires
-                await asyncio.wait_for(liveness.gone(self.layer.connection(0), self.channel_name), 1)
+                await asyncio.wait_for(liveness.gone(connection, self.channel_name), 1)
             except Exception:  # noqa: BLE001 - it expires by itself
                 pass
+            finally:
+                await connection.aclose()
 
     def get(self, generation_id: str) -> Run | None:
         return self.runs.get(generation_id)
@@ -402,7 +405,15 @@ class Hub:
         answers. When it answers again after failing, or has lost our key (restarted: the
         channel groups are gone too), every socket of this process is told (`layer.recovered`)
         so it can rejoin its groups and repair what it missed meanwhile."""
-        connection = self.layer.connection(0)
+        # A client of its own: a watch cut short (a timeout, a cancel) never touches the
+        # connections the channel layer receives on.
+        connection = liveness.client()
+        try:
+            await self._watch(connection)
+        finally:
+            await connection.aclose()
+
+    async def _watch(self, connection: Any) -> None:
         beaten = False
         while True:
             try:

@@ -27,6 +27,16 @@ def ttl_seconds() -> int:
     return max(2, round(settings.CHATSITE_LIVENESS_TTL_SECONDS))
 
 
+def client():
+    """An asyncio Redis client for the hub's watcher: short timeouts, no retries (a missed beat
+    is tried again a second later)."""
+    import redis.asyncio
+    from redis.backoff import NoBackoff
+    from redis.asyncio.retry import Retry
+
+    return redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+
+
 async def beat(connection, runner: str) -> bytes | None:
     """Say `runner` is alive (an asyncio Redis client of the channel layer); returns what the
     key held before: None when it was missing (the first beat, or Redis lost its data)."""

@@ -44,6 +44,8 @@ from pygments.lexers import get_lexer_by_name
 from pygments.token import STANDARD_TYPES
 from pygments.util import ClassNotFound
 
+from .cleantext import storable
+
 _FORMATTER = HtmlFormatter(nowrap=True)
 # What may follow `language-`: a fence's info string is free text (```"><script>…).
 _LANGUAGE = re.compile(r"[a-z0-9_+#.-]{1,32}")
@@ -173,30 +175,72 @@ def _no_code_inside(rule: Any) -> Any:
     return wrapped
 
 
+# How far one bare autolink may reach. The plugin's rules copy the whole rest of the paragraph
+# at every try (each `:` after a protocol name, each `@`, each `www.`): quadratic in a long
+# paragraph full of them. Within this window each try costs at most this much; a longer URL
+# ends here (the rest stays text).
+_AUTOLINK_WINDOW = 4096
+# What may follow `mailto:` / `xmpp:` for an address to start (the plugin's local-part characters).
+_EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_")
+
+
+def _bounded(rule: Any) -> Any:
+    """One of the plugin's autolink rules, looking at most _AUTOLINK_WINDOW characters ahead."""
+
+    def wrapped(state: StateInline, silent: bool) -> bool:
+        end = state.posMax
+        state.posMax = min(end, state.pos + _AUTOLINK_WINDOW)
+        try:
+            return rule(state, silent)
+        finally:
+            state.posMax = end
+
+    return wrapped
+
+
 def _protocol_first(rule: Any) -> Any:
-    """The plugin's `http://…` rule, tried only after a protocol name.
+    """The plugin's `http://…` rule, tried only where it can match.
 
     It runs at every `:` and searches all the text pending since the last token for a
-    protocol name at its end, after copying the rest of the source: quadratic in a long
-    paragraph full of colons (times, `key: value` lines), 25× slower than plain prose.
-    Its search only matches when that text ends with the name, so the same test is made
-    first with `endswith`.
+    protocol name at its end: quadratic in a long paragraph full of colons (times,
+    `key: value` lines) or of protocol names that are not links (`http:a http:a …`). So it
+    is tried only after a protocol name followed by what a link needs (`//` after http(s),
+    an address after mailto/xmpp), and with a short pending text: what came before is
+    handed over as a text token first (the same HTML).
     """
     names = ("http", "https", "mailto", "xmpp")
 
     def wrapped(state: StateInline, silent: bool) -> bool:
-        if not state.pending.endswith(names):
+        pending = state.pending
+        if not pending.endswith(names):
             return False
+        after = state.src[state.pos + 1 : state.pos + 3]
+        if pending.endswith(("http", "https")) and after != "//":
+            return False
+        if pending.endswith(("mailto", "xmpp")) and (not after or after[0] not in _EMAIL_LOCAL):
+            return False
+        if len(pending) > 64:
+            head, tail = pending[:-16], pending[-16:]
+            state.pending = head
+            state.pushPending()
+            state.pending = tail
         return rule(state, silent)
 
     return wrapped
+
+
+def guard_autolinks(md: MarkdownIt) -> None:
+    """Make the GFM autolink plugin's rules (already in `md`) linear in the text's length."""
+    md.inline.ruler.at("gfm_autolink_protocol", _protocol_first(_bounded(_rule_fn(md, "gfm_autolink_protocol"))))
+    for name in ("gfm_autolink_www", "gfm_autolink_email"):
+        md.inline.ruler.at(name, _bounded(_rule_fn(md, name)))
 
 
 def _build_markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "typographer": False, "tasklists": True, "alerts": True})
     md.enable(["table", "strikethrough"])
     md.use(gfm_autolink_plugin)
-    md.inline.ruler.at("gfm_autolink_protocol", _protocol_first(_rule_fn(md, "gfm_autolink_protocol")))
+    guard_autolinks(md)
     md.use(
         dollarmath_plugin,
         allow_labels=False, allow_space=False, allow_digits=False, allow_blank_lines=False,
@@ -282,5 +326,6 @@ def sanitize_html(raw: str) -> str:
 
 
 def render_markdown(text: str) -> str:
-    """Safe HTML for a message's markdown text."""
-    return sanitize_html(_md.render(text or ""))
+    """Safe HTML for a message's markdown text (NUL and lone surrogates shown as U+FFFD, as
+    they are stored: cleantext)."""
+    return sanitize_html(_md.render(storable(text or "")))

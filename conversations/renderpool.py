@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 
 from django.conf import settings
@@ -36,11 +38,12 @@ from .batching import Batcher
 from .renderhelper import plain_html, render_many
 from .rendering import render_markdown
 
-__all__ = ["plain_html", "render", "render_many", "shutdown", "warm"]
+__all__ = ["plain_html", "render", "render_many", "render_now", "shutdown", "warm"]
 
 log = logging.getLogger(__name__)
 
 _pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()  # pages render from threads too (render_now)
 
 
 def _executor() -> ProcessPoolExecutor | None:
@@ -48,10 +51,11 @@ def _executor() -> ProcessPoolExecutor | None:
     size = settings.CHATSITE_RENDER_PROCESSES
     if size <= 0:
         return None
-    if _pool is None:
-        # spawn, not fork: the web process has threads and an event loop that a fork would copy.
-        _pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            # spawn, not fork: the web process has threads and an event loop that a fork would copy.
+            _pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+        return _pool
 
 
 def _discard(pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
@@ -96,6 +100,30 @@ def in_helper(fn: Callable[[list[str]], list[str]]) -> Callable[[list[str]], Awa
         return await background_db(fn)(texts)
 
     return call
+
+
+def render_now(texts: list[str]) -> list[str]:
+    """render_markdown() of each text, for synchronous callers (a page, a share page, a branch
+    switch), with the same limit as a reply's end: each text in a helper process, shown
+    escaped past CHATSITE_RENDER_TIMEOUT_SECONDS. Without helpers (CHATSITE_RENDER_PROCESSES=0)
+    it renders here, unbounded (rendering is linear in the text's length either way)."""
+    if not texts:
+        return []
+    limit = settings.CHATSITE_RENDER_TIMEOUT_SECONDS
+    pool = _executor()
+    if pool is None:
+        return render_many(texts, 0)
+    try:
+        return pool.submit(render_many, texts, limit, render_markdown).result(timeout=limit * len(texts) + limit)
+    except FuturesTimeout:
+        log.error("Rendering %d texts took too long; showing them unrendered", len(texts))
+        _discard(pool, kill=True)
+    except BrokenProcessPool:
+        log.warning("A markdown helper process died; showing %d texts unrendered", len(texts))
+        _discard(pool)
+    except RuntimeError:  # the pool was shut down (process exit) under us
+        pass
+    return [plain_html(text) for text in texts]
 
 
 _batcher: tuple[asyncio.AbstractEventLoop, Batcher[str, str]] | None = None

@@ -23,6 +23,7 @@ from django.db import connection
 from django.db.models import F, FloatField, Q, QuerySet, Value
 from django.db.models.functions import Cast, Length, Lower, Replace
 
+from .cleantext import storable
 from .models import Conversation, Message
 
 # The text search configuration of the GIN indexes: a query must use the same one to use them.
@@ -92,7 +93,7 @@ class ConversationResult:
 
 def search_for_user(*, user: AbstractBaseUser, query: str) -> list[ConversationResult]:
     """The person's conversations matching `query`, best first, each with up to three messages."""
-    query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
+    query = storable(" ".join((query or "").split())[:MAX_QUERY_CHARS])  # (cleantext: no NUL in SQL)
     if not query or not getattr(user, "is_authenticated", False):
         return []
     if connection.vendor == "postgresql":

@@ -19,6 +19,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from . import budgets, compaction, modelcache, prompting, prompts, queueing, selectors
+from .cleantext import storable
 from .errors import ChatError
 from .llm import Usage
 from .models import Conversation, LLMModel, Message, Summary, SystemPrompt, UsageRecord
@@ -90,7 +91,7 @@ def _validate_content(content: object) -> str:
             "too_long",
             f"That message is {len(content):,} characters; the limit is {settings.CHATSITE_MAX_INPUT_CHARS:,}. Shorten it or split it up.",
         )
-    return content
+    return storable(content)
 
 
 def llm_history(thread: list[Message]) -> list[dict[str, Any]]:
@@ -114,7 +115,7 @@ def conversation_rename(*, conversation: Conversation, title: object) -> Convers
     """A title the person chose; automatic titles never overwrite it."""
     if not isinstance(title, str) or not title.strip():
         raise ChatError("empty", "A title cannot be empty.")
-    title = " ".join(title.split())[:200]
+    title = storable(" ".join(title.split())[:200])
     Conversation.objects.filter(pk=conversation.pk).update(title=title, title_source=Conversation.TitleSource.USER)
     conversation.title, conversation.title_source = title, Conversation.TitleSource.USER
     return conversation
@@ -432,7 +433,8 @@ def generation_checkpoint(*, items: list[tuple[int, uuid.UUID, str | None]], run
     generation id and status so a late checkpoint never overwrites a finished reply.
     """
     now = timezone.now()
-    changed = {message_id: {"content": content} for message_id, _, content in items if content is not None}
+    # storable(): a NUL or lone surrogate from Claude must not cost the reply (cleantext).
+    changed = {message_id: {"content": storable(content)} for message_id, _, content in items if content is not None}
     generations = {message_id: generation_id for message_id, generation_id, content in items if content is not None}
     unchanged = [message_id for message_id, _, content in items if content is None]
     chunk = 500
@@ -493,13 +495,13 @@ def _final_values(f: "Finish", now: datetime) -> dict[str, Any]:
     """A finished reply's columns, as generation_finish and generation_finish_many write them."""
     cost = cost_of(f.usage, f.prices) if f.prices is not None else None
     return {
-        "content": f.content, "status": f.status,
+        "content": storable(f.content), "status": f.status,  # (cleantext: as the end frame shows it)
         "input_tokens": f.usage.input_tokens, "output_tokens": f.usage.output_tokens,
         "cache_creation_input_tokens": f.usage.cache_creation_input_tokens,
         "cache_read_input_tokens": f.usage.cache_read_input_tokens,
         "cache_creation_1h_input_tokens": f.usage.cache_creation_1h_input_tokens,
         "cost": cost.total if cost is not None else 0,
-        "stop_reason": f.stop_reason or "", "error_code": f.error_code, "error": f.error,
+        "stop_reason": storable(f.stop_reason or ""), "error_code": f.error_code, "error": storable(f.error),
         "heartbeat_at": None, "finished_at": now, "updated_at": now,
     }
 

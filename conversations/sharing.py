@@ -9,6 +9,7 @@ a deleted conversation's links answer 404 like a token that never existed.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -63,9 +64,14 @@ def share_links_active(*, conversation: Conversation) -> QuerySet[ShareLink]:
     return ShareLink.objects.filter(conversation=conversation, revoked_at__isnull=True).order_by("-created_at", "-id")
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
 def share_link_get_public(*, token: object) -> ShareLink:
     """The active link with this token, for anyone; Http404 for anything else."""
-    if not isinstance(token, str) or not 16 <= len(token) <= 64:
+    # Only what token_urlsafe makes: anything else (a NUL, which PostgreSQL cannot even
+    # compare) is no token.
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise Http404("No such share link")
     link = (
         ShareLink.objects.filter(token=token, revoked_at__isnull=True, conversation__deleted_at__isnull=True)

@@ -15,6 +15,7 @@ import logging
 from django.conf import settings
 
 from . import llm, metering, modelcache, selectors
+from .cleantext import storable
 from .models import Conversation, LLMModel, Message, UsageRecord
 from .pricing import Prices
 from .utility import utility_complete
@@ -33,7 +34,7 @@ def clean_title(text: str) -> str:
     line = line.strip().strip("\"'“”‘’`*#").strip()
     if line.lower().startswith("title:"):
         line = line[6:].strip()
-    return line.rstrip(".!?;:").strip()[:80]
+    return storable(line.rstrip(".!?;:").strip()[:80])
 
 
 def title_prompt(first: str, reply: str) -> str:

@@ -12,7 +12,6 @@ from django.views.decorators.http import require_GET, require_POST
 from . import formatting, htmlcache, selectors, services, views_workspace
 from .errors import ChatError
 from .models import Message, Summary
-from .rendering import render_markdown
 
 PENDING_KEY = "pending_first_message"
 
@@ -55,12 +54,15 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
     conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
     thread = selectors.conversation_thread_with_branches(conversation=conversation)  # `< 2/3 >` per message
     markers: dict[int, list[Summary]] = {}
-    for summary in selectors.conversation_summaries_on_thread(conversation=conversation, thread=thread):
-        summary.html = mark_safe(render_markdown(summary.text))
-        markers.setdefault(summary.upto_id, []).append(summary)
+    summaries = selectors.conversation_summaries_on_thread(conversation=conversation, thread=thread)
     finished = [m for m in thread if m.role == Message.Role.ASSISTANT and m.status != Message.Status.STREAMING]
-    # From the cache when it can: rendering is most of the time a long conversation takes.
-    for message, html in zip(finished, htmlcache.render_markdown_many([m.content for m in finished])):
+    # From the cache when it can: rendering is most of the time a long conversation takes. What
+    # is not cached renders in a helper process, with a time limit per text (renderpool).
+    htmls = htmlcache.render_markdown_many([s.text for s in summaries] + [m.content for m in finished])
+    for summary, html in zip(summaries, htmls):
+        summary.html = mark_safe(html)
+        markers.setdefault(summary.upto_id, []).append(summary)
+    for message, html in zip(finished, htmls[len(summaries):]):
         message.html = mark_safe(html)
         message.usage = formatting.reply_usage(message)
     for message in thread:
@@ -98,16 +100,16 @@ def conversation_summaries(request: HttpRequest, conversation_id: int) -> JsonRe
     summaries = selectors.conversation_summaries_on_thread(conversation=conversation, thread=thread)
     return JsonResponse({
         "conversation_id": conversation.pk,
-        "summaries": [_summary_dict(s) for s in summaries],
+        "summaries": [_summary_dict(s, html) for s, html in zip(summaries, htmlcache.render_markdown_many([s.text for s in summaries]))],
         "totals": _totals_state(selectors.conversation_usage_totals(conversation=conversation)),
     })
 
 
-def _summary_dict(summary: Summary) -> dict:
+def _summary_dict(summary: Summary, html: str) -> dict:
     return {
         "id": summary.pk,
         "upto_id": summary.upto_id,
-        "html": render_markdown(summary.text),
+        "html": html,
         "covered_messages": summary.covered_messages,
         "model": summary.model,
         "created_at": summary.created_at.isoformat(),

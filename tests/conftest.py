@@ -46,7 +46,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     from django.db import connections
 
     with django_db_blocker.unblock():
-        for connection in connections.all(initialized_only=True):
+        for connection in connections.all():
             if getattr(connection, "pool", None) is not None:
                 connection.close_pool()
 
@@ -172,28 +172,40 @@ def session_cookie_for(user) -> str:
 class Socket:
     """A WebsocketCommunicator on the real ASGI app (origin check + session auth included)."""
 
-    def __init__(self, user, conversation_id: int, origin: str = "http://localhost") -> None:
+    def __init__(self, user, conversation_id: int, origin: str = "http://localhost", *, cookie: str | None = None) -> None:
         self.user = user
         self.conversation_id = conversation_id
         self.origin = origin
+        self.cookie = cookie  # a session of the test's own (else a new one for `user`)
         self.comm = None
         self.frames: list[dict[str, Any]] = []
+        self.accepted = False  # the handshake was accepted (a refused socket is accepted, then closed)
 
     async def connect(self) -> tuple[bool, int | None]:
+        """(True, None) when the socket opened and said hello; (False, close code) when it was
+        refused, whether in the handshake (a foreign origin) or just after (4401, 4404)."""
         from channels.testing import WebsocketCommunicator
 
         from chatsite.asgi import application
 
         headers = [(b"origin", self.origin.encode()), (b"host", b"localhost")]
-        if self.user is not None:
+        cookie = self.cookie
+        if cookie is None and self.user is not None:
             cookie = await sync_to_async(session_cookie_for)(self.user)
+        if cookie is not None:
             headers.append((b"cookie", f"sessionid={cookie}".encode()))
         self.comm = WebsocketCommunicator(application, f"/ws/conversations/{self.conversation_id}/", headers=headers)
         connected, code = await self.comm.connect(timeout=5)
+        self.accepted = connected
         if connected:
-            hello = await self.receive()
-            assert hello["type"] == "hello"
-        else:
+            first = await self.comm.receive_output(timeout=5)
+            if first["type"] == "websocket.close":
+                connected, code = False, first.get("code")
+            else:
+                hello = json.loads(first["text"])
+                self.frames.append(hello)
+                assert hello["type"] == "hello"
+        if not connected:
             # Let the refused consumer finish (its channel-layer receive would outlive the test).
             await self.comm.disconnect()
             self.comm = None
@@ -241,6 +253,16 @@ class Socket:
         created = await self.receive_type("message.created")
         assert created["client_id"] == client_id
         return created
+
+    async def closed_with(self, timeout: float = 10) -> int | None:
+        """Wait for the server to close the socket (skipping frames); its close code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            output = await self.comm.receive_output(timeout=max(0.01, deadline - loop.time()))
+            if output["type"] == "websocket.close":
+                return output.get("code")
+            self.frames.append(json.loads(output["text"]))
 
     async def close(self) -> None:
         if self.comm is not None:
@@ -299,15 +321,48 @@ def live_stack(fake_anthropic):
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium through Playwright (never `playwright install`)."""
+    """Debian's Chromium through Playwright (never `playwright install`).
+
+    Every context it opens reports Content-Security-Policy violations (Chromium logs each one
+    to the console) to `_csp_violations`, and a test during which one happened fails.
+    """
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        new_context = browser.new_context
+
+        def watched_context(*args, **kwargs):
+            context = new_context(*args, **kwargs)
+            context.on("console", _record_csp_violation)
+            return context
+
+        browser.new_context = watched_context
+        browser.new_page = lambda *args, **kwargs: watched_context(*args, **kwargs).new_page()
         yield browser
         browser.close()
+
+
+_csp_violations: list[str] = []
+
+
+def _record_csp_violation(message) -> None:
+    if "Content Security Policy" in message.text:
+        _csp_violations.append(f"{message.page.url if message.page else '?'}: {message.text}")
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(request):
+    """A browser test fails if the page broke the site's Content-Security-Policy."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    _csp_violations.clear()
+    yield
+    violations, _csp_violations[:] = list(_csp_violations), []
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 def clear_default_cache() -> None:

@@ -204,7 +204,9 @@ class FaultStack:
                  extra_env: dict[str, str] | None = None) -> None:
         from tests.livestack import LiveStack
 
-        env = dict(extra_env or {})
+        # A fault scenario sends faster than a person may (the per-person send limit is tested
+        # in tests/test_ws_limits.py); a scenario may set it back.
+        env = {"CHATSITE_WS_SEND_RATE": "", **(extra_env or {})}
         if redis_url:
             env["REDIS_URL"] = redis_url
         self.live = LiveStack(anthropic_url=anthropic_url, extra_env=env)

@@ -4,7 +4,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from accounts.throttle import FAILURE_LIMIT
 from tests.conftest import clear_default_cache
 
 pytestmark = pytest.mark.django_db
@@ -82,14 +81,25 @@ def test_signup_rejects_duplicate_username(client, alice):
     assert User.objects.count() == 1
 
 
-def test_signup_rejects_duplicate_email_case_insensitively(client, alice):
-    response = client.post(
-        reverse("signup"),
-        {"username": "carol", "email": "ALICE@example.org", "password1": PASSWORD, "password2": PASSWORD},
-    )
-    assert response.status_code == 200
-    assert "email" in response.context["form"].errors
-    assert not User.objects.filter(username="carol").exists()
+def _signup(client, username: str, email: str):
+    return client.post(reverse("signup"), {"username": username, "email": email, "password1": PASSWORD, "password2": PASSWORD})
+
+
+def test_signup_answers_the_same_for_a_registered_and_a_new_email(alice, mailoutbox):
+    """Sign-up must not tell which addresses have accounts (as password reset does not)."""
+    from django.test import Client
+
+    known, unknown = Client(), Client()
+    taken = _signup(known, "carol", "ALICE@example.org")
+    fresh = _signup(unknown, "dave", "dave@example.org")
+    assert (taken.status_code, taken.url) == (fresh.status_code, fresh.url) == (302, reverse("chat"))
+    assert _logged_in_username(known) == "carol"
+    # The address stays alice's alone (password reset finds accounts by it) ...
+    assert User.objects.get(username="carol").email == ""
+    assert list(User.objects.filter(email__iexact="alice@example.org")) == [alice]
+    # ... and its owner hears of the attempt, with the way back into their own account.
+    assert [m.to for m in mailoutbox] == [["ALICE@example.org"]]
+    assert "/accounts/password_reset/" in mailoutbox[0].body
 
 
 def test_signup_closed_returns_404_and_login_hides_link(client, settings):
@@ -145,13 +155,20 @@ def test_wrong_password_shows_error(client, alice):
     assert _logged_in_username(client) is None
 
 
-def test_throttle_blocks_even_right_password_until_cleared(client, alice):
-    for _ in range(FAILURE_LIMIT):
+def _login_from(client, username: str, password: str, *, address: str = "127.0.0.1", forwarded: str | None = None, path: str = ""):
+    extra = {"REMOTE_ADDR": address}
+    if forwarded is not None:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded
+    return client.post(path or reverse("login"), {"username": username, "password": password}, **extra)
+
+
+def test_throttle_blocks_even_right_password_until_cleared(client, alice, settings):
+    for _ in range(settings.CHATSITE_LOGIN_FAILURES_PER_ADDRESS):
         response = _login(client, "alice", "wrong")
         assert THROTTLED.encode() not in response.content
 
     response = _login(client, "alice", PASSWORD)
-    assert response.status_code == 200
+    assert response.status_code == 429
     assert THROTTLED.encode() in response.content
     assert _logged_in_username(client) is None
 
@@ -160,20 +177,80 @@ def test_throttle_blocks_even_right_password_until_cleared(client, alice):
     assert _logged_in_username(client) == "alice"
 
 
-def test_throttle_is_per_username(client, alice, bob):
-    for _ in range(FAILURE_LIMIT):
+def test_password_spraying_from_one_address_is_throttled(client, alice, bob, settings):
+    """Many usernames, one wrong password each, from one address: the address is stopped."""
+    for i in range(settings.CHATSITE_LOGIN_FAILURES_PER_ADDRESS):
+        _login_from(client, f"someone{i}", "Summer2026!", address="203.0.113.7")
+    response = _login_from(client, "bob", PASSWORD, address="203.0.113.7")
+    assert response.status_code == 429
+    assert THROTTLED.encode() in response.content
+    # Another address is not affected.
+    assert _login_from(client, "bob", PASSWORD, address="198.51.100.9").status_code == 302
+
+
+def test_one_address_cannot_lock_someone_else_out(client, alice, settings):
+    """The per-account limit is higher than the per-address one: the attacker's own address is
+    stopped long before the account is."""
+    for _ in range(settings.CHATSITE_LOGIN_FAILURES_PER_ACCOUNT + 5):
+        _login_from(client, "alice", "wrong", address="203.0.113.7")
+    assert _login_from(client, "alice", PASSWORD, address="198.51.100.9").status_code == 302
+
+
+def test_guessing_one_account_from_many_addresses_is_throttled(client, alice, settings):
+    for i in range(settings.CHATSITE_LOGIN_FAILURES_PER_ACCOUNT):
+        _login_from(client, "alice", "wrong", address=f"203.0.113.{i + 1}")
+    response = _login_from(client, "alice", PASSWORD, address="198.51.100.9")
+    assert response.status_code == 429
+    assert _logged_in_username(client) is None
+
+
+def test_behind_a_proxy_each_client_has_its_own_count(client, alice, settings):
+    """Behind the documented reverse proxy every request comes from the proxy's address; the
+    client is the address the proxy appended to X-Forwarded-For."""
+    settings.CHATSITE_TRUSTED_PROXIES = 1
+    for _ in range(settings.CHATSITE_LOGIN_FAILURES_PER_ADDRESS + 5):
+        _login_from(client, "alice", "wrong", address="127.0.0.1", forwarded="203.0.113.7")
+    assert _login_from(client, "alice", "wrong", address="127.0.0.1", forwarded="203.0.113.7").status_code == 429
+    assert _login_from(client, "alice", PASSWORD, address="127.0.0.1", forwarded="198.51.100.9").status_code == 302
+
+
+def test_behind_a_proxy_a_forged_forwarded_for_gains_no_guesses(client, alice, settings):
+    """A client that sends its own X-Forwarded-For, different every time, in front of the
+    address the proxy appends, is still counted at its real address."""
+    settings.CHATSITE_TRUSTED_PROXIES = 1
+    for i in range(settings.CHATSITE_LOGIN_FAILURES_PER_ADDRESS):
+        _login_from(client, "alice", "wrong", address="127.0.0.1", forwarded=f"10.9.{i}.1, 203.0.113.7")
+    response = _login_from(client, "alice", PASSWORD, address="127.0.0.1", forwarded="10.9.99.1, 203.0.113.7")
+    assert response.status_code == 429
+
+
+def test_without_a_trusted_proxy_forwarded_for_is_ignored(client, alice, settings):
+    settings.CHATSITE_TRUSTED_PROXIES = 0
+    for i in range(settings.CHATSITE_LOGIN_FAILURES_PER_ADDRESS):
+        _login_from(client, "alice", "wrong", address="203.0.113.7", forwarded=f"198.51.100.{i + 1}")
+    assert _login_from(client, "alice", PASSWORD, address="203.0.113.7", forwarded="198.51.100.200").status_code == 429
+
+
+def test_admin_login_is_throttled(client, settings):
+    User.objects.create_superuser("root", "root@example.org", PASSWORD)
+    url = reverse("admin:login")
+    for _ in range(25):
+        _login_from(client, "root", "wrong", path=url)
+    response = _login_from(client, "root", PASSWORD, path=url)
+    assert response.status_code == 429
+    assert not client.get(reverse("admin:index")).wsgi_request.user.is_authenticated
+
+
+def test_a_successful_login_does_not_reset_the_address_count(client, alice, bob, settings):
+    """Else anyone with an account of their own could reset their address's count between
+    guesses at someone else's password."""
+    limit = settings.CHATSITE_LOGIN_FAILURES_PER_ADDRESS
+    for _ in range(limit - 1):
         _login(client, "alice", "wrong")
     assert _login(client, "bob", PASSWORD).status_code == 302
-
-
-def test_successful_login_resets_failure_count(client, alice):
-    for _ in range(FAILURE_LIMIT - 1):
-        _login(client, "alice", "wrong")
-    assert _login(client, "alice", PASSWORD).status_code == 302
     client.post(reverse("logout"))
-    for _ in range(FAILURE_LIMIT - 1):
-        _login(client, "alice", "wrong")
-    assert _login(client, "alice", PASSWORD).status_code == 302
+    _login(client, "alice", "wrong")
+    assert _login(client, "alice", PASSWORD).status_code == 429
 
 
 # --- password change and reset ---------------------------------------------------------------

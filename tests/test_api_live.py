@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
 
 from tests.sse import SSEEvent, SSEParser, apply_deltas
-from tests.test_multiprocess import TwoProcessStack
+from tests.faultkit import FaultStack
 from tests.wsclient import ChatClient
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs the Redis channel layer (make test provides it)")
@@ -34,7 +34,7 @@ SECRET = re.compile(r'id="api-token-secret">(chs_[A-Za-z0-9_-]+)<')
 
 @dataclass
 class Live:
-    stack: TwoProcessStack
+    stack: FaultStack
     secret: str  # an API token of a user made through the real sign-up and account pages
 
     @property
@@ -58,7 +58,7 @@ async def _signup_with_token(base_url: str) -> str:
 @pytest.fixture(scope="module")
 def live(fake_anthropic):
     # Rate limits off: schemathesis sends a few hundred requests with one token.
-    stack = TwoProcessStack(
+    stack = FaultStack(
         anthropic_url=fake_anthropic.url, extra_env={"CHATSITE_API_RATE": "", "CHATSITE_API_SEND_RATE": ""}
     ).start()
     try:

@@ -169,8 +169,9 @@ def test_import_never_trusts_ids_from_the_file(client, alice, bob, chat):
 def test_import_stores_text_any_database_can_hold(bob):
     raw = json.dumps(_with(messages__0__content="nul \x00 and a lone \ud800 surrogate", conversation={"title": "t\x00"})).encode()
     imported = exports.conversation_import(owner=bob, raw=raw).conversation
-    assert imported.title == "t"
-    assert Message.objects.get(conversation=imported).content == "nul  and a lone ? surrogate"
+    # conversations.cleantext's rule: each becomes U+FFFD.
+    assert imported.title == "t\ufffd"
+    assert Message.objects.get(conversation=imported).content == "nul \ufffd and a lone \ufffd surrogate"
 
 
 def test_import_with_a_model_not_offered_here_uses_the_default(client, bob, chat):

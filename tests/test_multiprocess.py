@@ -116,6 +116,8 @@ async def test_page_back_from_offline_shows_what_was_sent_meanwhile(stack, fake_
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = await browser.new_context(base_url=stack.url)
+        csp_violations: list[str] = []  # (conftest's check covers the `browser` fixture; this test has its own)
+        context.on("console", lambda m: csp_violations.append(m.text) if "Content Security Policy" in m.text else None)
         page = await context.new_page()
         client = ChatClient(stack.second_url)
         try:
@@ -145,6 +147,7 @@ async def test_page_back_from_offline_shows_what_was_sent_meanwhile(stack, fake_
             await expect(page.locator("#conn-status")).to_have_text("", timeout=20_000)
             await expect(page.locator("#thread .msg-user")).to_have_count(2)
             await expect(page.locator("#thread .msg-assistant").last).to_contain_text("sent while the page was offline")
+            assert not csp_violations, csp_violations
         finally:
             await client.close()
             await browser.close()

@@ -93,17 +93,17 @@ def test_relative_and_unknown_scheme_links_lose_their_href():
     assert "href" not in html
 
 
-def test_protocol_autolinks_render_as_the_plugin_alone_renders_them():
-    # The http/mailto/xmpp rule is guarded (it was quadratic in a paragraph full of colons);
-    # the guard must not change what it links.
+def test_autolinks_render_as_the_plugin_alone_renders_them():
+    # The plugin's rules are guarded (they were quadratic in paragraphs full of colons or of
+    # protocol names); the guards must not change what they link.
     from markdown_it import MarkdownIt
     from mdit_py_plugins.gfm_autolink import gfm_autolink_plugin
 
-    from conversations.rendering import _protocol_first, _rule_fn
+    from conversations.rendering import guard_autolinks
 
     plain = MarkdownIt("commonmark").use(gfm_autolink_plugin)
     guarded = MarkdownIt("commonmark").use(gfm_autolink_plugin)
-    guarded.inline.ruler.at("gfm_autolink_protocol", _protocol_first(_rule_fn(guarded, "gfm_autolink_protocol")))
+    guard_autolinks(guarded)
     samples = [
         "https://example.com/a?b=1 and http://x.example:8080/p",
         "at 10:30 see https://a.example, ratio 3:1, see:https://not.example then mailto:someone@example.com.",
@@ -111,6 +111,10 @@ def test_protocol_autolinks_render_as_the_plugin_alone_renders_them():
         "(http://paren.example) *https://em.example* `http://code.example` [t](https://l.example)",
         "key: value\nnext: http://line.example\n\nhttps:\n\nmailto: a@b.c",
         "a" * 50 + ":" + "https" + "://tail.example" + " x:" * 40,
+        "a long run of words before it, longer than sixty-four characters in all, http://after.example/p?q=1 ok",
+        "mailto:first.last+tag@example.co.uk, xmpp:me@chat.example/res, mailto:.bad@x and mailto: a@b.c and mailto:@x.y",
+        "http:a https:b mailto:c www.d.example x@y.example user@host.example www. http:// https://",
+        "**bold https://b.example** _it www.i.example_ ~~del mail@s.example~~ ![img](https://i.example/x.png)",
     ]
     for text in samples:
         assert guarded.render(text) == plain.render(text), text
@@ -121,3 +125,41 @@ def test_a_paragraph_full_of_colons_still_links_its_urls():
     text = "At 10:30 the ratio was 3:1, note: ok. " * 400 + "Then https://end.example/x."
     html = render_markdown(text)
     assert html.count("<a href=") == 1 and 'href="https://end.example/x"' in html
+
+
+# --- rendering time grows with the text, not with its square (issue 13, item 6) ---------------
+
+PATHOLOGICAL = ["http:a ", "https:a ", "mailto:a ", "xmpp:a@b.c/", "http:", "mailto:", "http://a ", "mailto:a@b.co ",
+                "x@y ", "www.a ", "a@", "a: b ", "*http://a* ", "<http:a> ", "[http:a](", "`http:a` "]
+
+
+def _render_seconds(text: str) -> float:
+    """The least process CPU time of three renderings (CPU time: other processes don't count)."""
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        render_markdown(text)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@pytest.mark.parametrize("unit", PATHOLOGICAL)
+def test_rendering_time_is_linear_in_runs_of_protocol_names_colons_and_at_signs(unit):
+    """Four times the text takes about four times the work; quadratic rendering takes about
+    sixteen. The bound (eight) is generous for noise and still far from quadratic."""
+    def text(size: int) -> str:
+        return (unit * (size // len(unit) + 1))[:size]
+
+    small, large = _render_seconds(text(20_000)), _render_seconds(text(80_000))
+    assert large < 8 * max(small, 0.002), f"{unit!r}: 20k characters {small:.3f} s, 80k {large:.3f} s"
+
+
+def test_a_long_url_is_linked_up_to_the_autolink_window():
+    from conversations.rendering import _AUTOLINK_WINDOW
+
+    url = "https://example.com/" + "a" * (_AUTOLINK_WINDOW * 2)
+    html = render_markdown(f"see {url} end")
+    assert html.count("<a href=") == 1
+    assert "end</p>" in html and "a" * _AUTOLINK_WINDOW in html  # nothing of the text is lost

@@ -87,14 +87,14 @@ def test_other_user_cannot_open_a_long_conversation(client, alice, bob):
 
 
 def test_second_open_takes_the_replies_html_from_the_cache(alice_client, alice, monkeypatch):
-    from conversations import htmlcache
+    from conversations import renderpool
 
     conversation = seed_long_conversation(owner=alice, messages=60)
     url = reverse("conversation_detail", args=[conversation.pk])
     first = alice_client.get(url).content.decode()
     rendered: list[str] = []
-    real = htmlcache.render_markdown
-    monkeypatch.setattr(htmlcache, "render_markdown", lambda text: rendered.append(text) or real(text))
+    real = renderpool.render_now
+    monkeypatch.setattr(renderpool, "render_now", lambda texts: rendered.extend(texts) or real(texts))
     again = alice_client.get(url).content.decode()
     assert rendered == []
     assert _without_csrf(again) == _without_csrf(first)

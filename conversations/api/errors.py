@@ -15,6 +15,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
 from ..errors import ChatError
+from .parsing import NotText
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def install(api: NinjaAPI) -> None:
             return error_response(403, "csrf_failed", "CSRF check failed: browser sessions must send the X-CSRFToken header on unsafe requests.")
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = "The request body is not valid JSON." if exc.status_code == 400 else exc.message
+        if isinstance(exc.__cause__, NotText):
+            message = "The request body holds characters that are not text (a lone surrogate such as \\ud800)."
         return error_response(exc.status_code, code, message)
 
     @api.exception_handler(RequestDataTooBig)

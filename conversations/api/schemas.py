@@ -8,6 +8,7 @@ from typing import Literal
 from ninja import Field, Schema
 
 from .. import frames
+from ..cleantext import storable
 from ..models import Conversation, LLMModel, Message, SystemPrompt
 
 # Ids are database keys: bounded so a huge number is a 400, not a database overflow.
@@ -56,7 +57,7 @@ class MessageOut(Schema):
         cost = usage.pop("cost") if usage else None
         return MessageOut(
             id=message.pk, role=message.role, status=message.status, model=message.model,
-            content=message.content if live_text is None else live_text,
+            content=message.content if live_text is None else storable(live_text),  # (as it will be stored: cleantext)
             parent_id=message.parent_id, generation_id=str(message.generation_id) if message.generation_id else None,
             error_code=message.error_code, error=message.error, context_note=message.context_note,
             usage=UsageOut(**usage) if usage else None, cost=cost, created_at=message.created_at, finished_at=message.finished_at,

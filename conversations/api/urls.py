@@ -19,6 +19,7 @@ from ninja.operation import Operation
 from . import errors
 from .auth import api_auth, request_throttle
 from .endpoints import router
+from .parsing import TextJsonParser
 
 DESCRIPTION = """
 Chat with Claude from programs. Authenticate with a personal API token from your account page
@@ -42,6 +43,7 @@ api = ChatsiteAPI(
     throttle=[request_throttle],
     # Served from ninja's bundled swagger-ui files ("ninja" is in INSTALLED_APPS): no CDN needed.
     docs=Swagger(settings={"persistAuthorization": True}),
+    parser=TextJsonParser(),
 )
 errors.install(api)
 api.add_router("", router)

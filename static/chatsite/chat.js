@@ -539,7 +539,14 @@ function connect() {
     if (f.type === "conversation.updated") document.dispatchEvent(new CustomEvent("chatsite:frame", { detail: f }));
   });
   socket.addEventListener("close", (event) => {
-    if (event.code === 4401) { location.href = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`; return; }
+    if (event.code === 4401) {
+      // The session ended (logged out, new password, expired, account closed): no reconnect.
+      // Stay on the page, so nothing typed is lost, and offer to log in again.
+      pendingClientId = null;
+      setConn("Logged out", "offline");
+      showNotice("Your session has ended.", null, { text: "Log in again", href: `/accounts/login/?next=${encodeURIComponent(location.pathname)}`, error: true });
+      return;
+    }
     if (event.code === 4404) { setConn("This conversation is not available.", "offline"); return; }
     if (pendingClientId) {
       // The send may not have reached the server: keep the text and let the person resend.

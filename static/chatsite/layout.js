@@ -94,3 +94,11 @@ narrow.addEventListener("change", () => {
   if (navToggle && sidebar && drawerOpen()) setDrawer(false);
   setAccountMenu(false);
 });
+
+// --- forms that ask first -----------------------------------------------------------------------
+// `<form data-confirm="Delete this conversation?">`: no inline handlers (the Content Security
+// Policy allows no inline script).
+document.addEventListener("submit", (e) => {
+  const question = e.target instanceof HTMLFormElement ? e.target.dataset.confirm : undefined;
+  if (question && !window.confirm(question)) e.preventDefault();
+});
