@@ -94,6 +94,8 @@ def fill_signup(page: Page, username: str) -> None:
 
 def start_chat(page: Page, message: str) -> None:
     """On the new-chat page: type the first message, press Enter, land on the conversation."""
+    # Its Enter-sends script runs at the end of the page: a loaded page, not just its URL.
+    page.wait_for_load_state("load")
     box = page.locator("#composer-input")
     box.fill(message)
     box.press("Enter")
