@@ -8,7 +8,7 @@ start, checkpointed on a timer, finished once.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -470,6 +470,8 @@ def generation_finish(
     still zero, can skip that: plain values compile to cheaper SQL); each generation is also
     its own ledger entry.
     """
+    if conversation_id is None:
+        conversation_id = Message.objects.filter(pk=message_id).values_list("conversation_id", flat=True).first()
     finish = Finish(
         message_id=message_id, conversation_id=conversation_id, generation_id=generation_id, content=content,
         status=status, usage=usage, stop_reason=stop_reason, error_code=error_code, error=error,
@@ -479,13 +481,38 @@ def generation_finish(
     values = _final_values(finish, now)
     if accumulate:  # a continued reply: add to what its earlier generations used
         values.update({name: F(name) + values[name] for name in _USAGE_COLUMNS})
-    updated = Message.objects.filter(
-        pk=message_id, generation_id=generation_id, status__in=[Message.Status.STREAMING, Message.Status.INTERRUPTED]
-    ).update(**values)
-    if updated and conversation_id is None:
-        finish = replace(finish, conversation_id=Message.objects.filter(pk=message_id).values_list("conversation_id", flat=True).first())
-    _after_finish([finish], updated={message_id} if updated else set(), now=now)
+    # One transaction, like generation_finish_many. Statement by statement, a retry (the
+    # runner retries a failed final write) found the reply already written and billed nothing,
+    # and a conversation deleted between the statements failed the ledger's INSERT.
+    with transaction.atomic():
+        _lock_finishing([conversation_id])
+        updated = Message.objects.filter(
+            pk=message_id, generation_id=generation_id, status__in=[Message.Status.STREAMING, Message.Status.INTERRUPTED]
+        ).update(**values)
+        _after_finish([finish], updated={message_id} if updated else set(), now=now)
     return bool(updated)
+
+
+def _lock_finishing(conversation_ids: list[int | None]) -> None:
+    """Lock the conversations of replies being finished, in id order, before their messages.
+
+    Every writer takes a conversation's row before its messages' rows (sends, regenerate,
+    edit, the API's delete, the purge). A finish that updated the messages first and the
+    conversations second deadlocked with a delete for good: Django's delete collector sets
+    current_leaf to NULL (the conversation row), then deletes the messages and waits for the
+    reply's row, which the finish holds while it waits for the conversation row. PostgreSQL
+    aborted one of the two after deadlock_timeout (1 s): the delete (HTTP 500) or the finish.
+    NO KEY UPDATE is the lock the finish's UPDATE of the conversation takes anyway, taken
+    first; one statement per batch. A conversation deleted meanwhile is simply not found.
+    """
+    ids = sorted({pk for pk in conversation_ids if pk is not None})
+    if len(ids) == 1:  # a lone reply ending, the usual case: 0.13 ms compiled once, 0.33 ms through the ORM
+        list(_finishing_conversation(pk=ids[0]))
+    elif ids:
+        list(Conversation.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+
+
+_finishing_conversation = Prepared(lambda pk: Conversation.objects.select_for_update(no_key=True).filter(pk=pk).only("pk"), pk=_SENTINEL_ID)
 
 
 _USAGE_COLUMNS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation_1h_input_tokens", "cost")
@@ -554,6 +581,7 @@ def generation_finish_many(finishes: list[Finish]) -> list[bool]:
     if not finishes:
         return []
     now = timezone.now()
+    _lock_finishing([f.conversation_id for f in finishes])
     updated = set(update_rows(
         Message, {f.message_id: _final_values(f, now) for f in finishes},
         match={"generation_id": {f.message_id: f.generation_id for f in finishes}},

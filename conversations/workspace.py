@@ -68,6 +68,16 @@ def conversation_delete(*, conversation: Conversation) -> Conversation:
     return conversation
 
 
+def conversation_destroy(*, conversation: Conversation) -> None:
+    """Delete for good at once, with no undo (the API's DELETE)."""
+    with transaction.atomic():
+        # The conversation row first, then its messages, as every writer does (see
+        # services._lock_finishing): Django's delete collector would otherwise take the rows
+        # in the order its statements happen to come in. The purge locks its rows first too.
+        list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk", flat=True))
+        conversation.delete()
+
+
 def conversation_undo_delete(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
     """Restore a conversation deleted less than CHATSITE_UNDO_DELETE_SECONDS ago; Http404 otherwise.
 

@@ -3,13 +3,14 @@ delete with undo and the purge of deleted conversations; owner-scoped everywhere
 
 from __future__ import annotations
 
+import threading
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, connections
 from django.http import Http404
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,7 +19,9 @@ from django.utils import timezone
 
 from conversations import search, selectors, services, sidebar, tasks, workspace
 from conversations.errors import ChatError
+from conversations.llm import Usage
 from conversations.models import Conversation, Message, Summary, UsageRecord
+from conversations.pricing import cost_of
 
 pytestmark = pytest.mark.django_db
 
@@ -466,6 +469,96 @@ def test_an_undone_delete_is_never_purged(alice):
     workspace.conversation_undo_delete(user=alice, conversation_id=conversation.pk)
     assert workspace.conversations_purge_deleted(now=timezone.now() + timedelta(hours=1)) == 0
     assert Conversation.objects.filter(pk=conversation.pk, deleted_at__isnull=True).exists()
+
+
+postgres_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="row locks are PostgreSQL's (SQLite serialises writers)")
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("removal", ["api_delete", "purge"])
+@pytest.mark.parametrize("reply", ["new", "continued"])
+def test_a_conversation_deleted_for_good_while_its_reply_is_stored_goes_and_its_cost_stays(alice, removal, reply):
+    """The reply's final write has updated its message when the deletion starts; then it goes on
+    to the conversation row and the ledger. Both must end: the conversation gone, the reply's
+    cost kept. (A finish that took the message row before the conversation row deadlocked with
+    the delete, and PostgreSQL aborted one of them; one written statement by statement lost
+    its ledger entry to the deleted conversation's foreign key.)"""
+    conversation = services.conversation_create(owner=alice)
+    _, _, spec = services.message_send(conversation=conversation, content="a long question")
+    if removal == "purge":
+        Conversation.objects.filter(pk=conversation.pk).update(deleted_at=timezone.now() - timedelta(hours=1))
+    usage = Usage(input_tokens=100, output_tokens=20)
+    holds_reply, go = threading.Event(), threading.Event()
+    deleter_pid: list[int] = []
+    deleter_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def pause_after_the_message_update(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith('UPDATE "conversations_message"'):
+            holds_reply.set()
+            go.wait(10)
+        return result
+
+    def finishing() -> None:
+        try:
+            with connection.execute_wrapper(pause_after_the_message_update):
+                if reply == "new":
+                    services.generation_finish_many([services.Finish(
+                        message_id=spec.message_id, conversation_id=spec.conversation_id, generation_id=spec.generation_id,
+                        content="the answer", status=Message.Status.STOPPED, usage=usage, owner_id=alice.pk, prices=spec.prices,
+                    )])
+                else:
+                    services.generation_finish(
+                        message_id=spec.message_id, conversation_id=spec.conversation_id, generation_id=spec.generation_id,
+                        content="the answer", status=Message.Status.STOPPED, usage=usage, owner_id=alice.pk, prices=spec.prices,
+                    )
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+        finally:
+            holds_reply.set()
+            connections.close_all()
+
+    def deleting() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                deleter_pid.append(cursor.fetchone()[0])
+            if removal == "api_delete":
+                workspace.conversation_destroy(conversation=conversation)
+            else:
+                workspace.conversations_purge_deleted(older_than=0)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+        finally:
+            deleter_done.set()
+            connections.close_all()
+
+    finisher = threading.Thread(target=finishing)
+    finisher.start()
+    assert holds_reply.wait(10)
+    deleter = threading.Thread(target=deleting)
+    deleter.start()
+    # Let the deletion run until it waits for a lock (or ends), then let the reply go on.
+    for _ in range(500):
+        if deleter_done.is_set():
+            break
+        if deleter_pid:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [deleter_pid[0]])
+                if cursor.fetchone()[0] == "Lock":
+                    break
+        deleter_done.wait(0.02)
+    go.set()
+    finisher.join(15)
+    deleter.join(15)
+
+    assert errors == []
+    if removal == "purge":
+        workspace.conversations_purge_deleted(older_than=0)  # what a purge that found the row busy left for the next run
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    assert list(UsageRecord.objects.filter(user=alice).values_list("cost", flat=True)) == [cost_of(usage, spec.prices).total]
 
 
 # --- owner scoping --------------------------------------------------------------------------------

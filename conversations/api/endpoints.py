@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Query, Router, Status
 
-from .. import frames, groups, runner, selectors, services, usage
+from .. import frames, groups, runner, selectors, services, usage, workspace
 from ..asyncdb import request_db
 from ..errors import ChatError
 from ..hub import get_hub
@@ -105,10 +105,6 @@ async def conversation_rename(request: HttpRequest, body: ConversationRenameIn, 
     return ConversationOut.of(conversation)
 
 
-def _conversation_delete(*, conversation: Conversation) -> None:
-    conversation.delete()
-
-
 @router.delete("/conversations/{conversation_id}", response={204: None, **_errors(403, 404)}, tags=["conversations"],
                summary="Delete a conversation")
 async def conversation_delete(request: HttpRequest, conversation_id: int = ConversationId) -> Status:
@@ -118,7 +114,7 @@ async def conversation_delete(request: HttpRequest, conversation_id: int = Conve
     running = await request_db(api_selectors.streaming_reply_in)(conversation_id=conversation.pk)
     if running is not None:
         await _stop(running)
-    await request_db(_conversation_delete)(conversation=conversation)
+    await request_db(workspace.conversation_destroy)(conversation=conversation)
     return Status(204, None)
 
 
