@@ -230,22 +230,57 @@ async def test_disconnect_storm_every_client_ends_with_the_stored_text(llm, toke
         await sock.close()
 
 
-async def test_database_writes_per_reply_do_not_grow_with_its_length(llm, token, alice, conversation, settings):
-    """Short and long replies of the same duration cost the same number of checkpoints."""
+async def test_checkpoints_cost_the_same_statements_however_many_replies_are_live_and_however_long(llm, token, alice, monkeypatch, settings):
+    """N replies streaming at once, short and long ones (20 vs 400 deltas, both ~1 s), are
+    checkpointed together: the SQL each checkpoint executes does not grow with how many replies
+    are live or with how much text they carry. Counted at the database connection, not taken
+    from what the code says it did."""
     settings.CHATSITE_CHECKPOINT_SECONDS = 0.25
-    sock = Socket(alice, conversation.pk)
-    await sock.connect()
-    hub = hub_module.get_hub()
-    counts = []
-    for n, tps in ((20, 20), (400, 400)):  # both last ~1 s: 20 deltas vs 400 deltas
-        llm.script([{"text": _words(n), "tps": tps}], match=f"{token}-{n}")
-        before = hub.stats["checkpoint_statements"]
-        created = await sock.send_message(f"go {token}-{n}", client_id=str(n))
-        await sock.follow_to_end(created["reply"]["generation_id"])
-        counts.append(hub.stats["checkpoint_statements"] - before)
-    assert 1 <= counts[1] <= counts[0] + 2, counts
-    assert counts[1] < 400 / 20, "far fewer writes than deltas"
-    await sock.close()
+    from django.db import connection
+
+    real = services.generation_checkpoint
+    checkpoints: list[tuple[int, list[str]]] = []  # (live replies in it, SQL it executed)
+
+    def counted(**kwargs):
+        executed: list[str] = []
+
+        def record(execute, sql, params, many, context):
+            executed.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(record):  # (runs on the hub's database thread)
+            result = real(**kwargs)
+        checkpoints.append((len(kwargs["items"]), executed))
+        return result
+
+    monkeypatch.setattr(services, "generation_checkpoint", counted)
+    n = 6
+    conversations = [await sync_to_async(services.conversation_create)(owner=alice) for _ in range(n)]
+    sockets, gids = [], []
+    for i, conv in enumerate(conversations):
+        words, tps = (20, 20) if i % 2 else (400, 400)
+        llm.script([{"text": _words(words), "tps": tps}], match=f"{token}-{i}")
+        sock = Socket(alice, conv.pk)
+        await sock.connect()
+        sockets.append(sock)
+    for i, sock in enumerate(sockets):
+        await sock.send({"type": "send", "content": f"go {token}-{i}", "client_id": str(i)})
+    for i, sock in enumerate(sockets):  # (every socket of the person hears of every reply)
+        created = await sock.receive_type("message.created")
+        while created["client_id"] != str(i):
+            created = await sock.receive_type("message.created")
+        gids.append(created["reply"]["generation_id"])
+    ends = await asyncio.gather(*(sock.follow_to_end(gid) for sock, gid in zip(sockets, gids)))
+    assert all(end["message"]["status"] == "complete" for _, end in ends)
+
+    together = [sql for live, sql in checkpoints if live == n]
+    assert len(together) >= 2, f"no two checkpoints with all {n} replies live: {[live for live, _ in checkpoints]}"
+    for live, sql in checkpoints:
+        writes = [q for q in sql if q.lstrip().upper().startswith("UPDATE")]
+        assert 1 <= len(writes) <= 2, f"{live} live replies took {len(writes)} UPDATEs: {writes}"
+        assert len(sql) <= 3, f"{live} live replies took {len(sql)} statements: {sql}"
+    for sock in sockets:
+        await sock.close()
 
 
 async def test_next_send_carries_the_finished_reply(llm, token, alice, conversation):
