@@ -98,6 +98,7 @@ class BareRelay(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.tasks: set[asyncio.Task] = set()
+        client()  # built by the first socket, as Chatsite's hub builds its client when it starts
         await self.accept()
         await self.send(text_data='{"type":"hello"}')
 

@@ -135,6 +135,15 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse, s: Stream, client_id: st
             return
 
 
+async def touch(target: Target) -> None:
+    """Open one socket, wait for its hello, close it (starts a server's per-process machinery)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(target.url, headers=target.headers, heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=10)) as ws:
+            hello = await ws.receive(timeout=60)
+            if hello.type != aiohttp.WSMsgType.TEXT or json.loads(hello.data).get("type") != "hello":
+                raise RuntimeError(f"no hello: {hello.type} {hello.data!r}"[:200])
+
+
 async def fetch_json(url: str, cookie: str | None = None) -> dict:
     headers = {"Cookie": f"sessionid={cookie}"} if cookie else {}
     async with aiohttp.ClientSession() as session:
