@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 
-def schedule(n: int, *, arrival: str = "burst", rate: float = 100.0, seed: int = 1) -> list[float]:
+def schedule(n: int, *, arrival: str = "burst", rate: float = 50.0, seed: int = 1) -> list[float]:
     """Offsets (s) of the N sends. `poisson`: exponential gaps with mean 1/rate, the first at 0."""
     if arrival == "burst":
         return [0.0] * n

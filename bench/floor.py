@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--arrival", choices=("burst", "poisson"), default="burst")
-    p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     offsets = arrivals.schedule(a.n, arrival=a.arrival, rate=a.rate, seed=a.seed)

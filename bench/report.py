@@ -151,7 +151,7 @@ def block(n: int, deltas: int, interval_ms: float, db: str, c: dict, b: dict | N
         if d.get("failures"):
             lines.append(f"{name} failures: {d['failures']}")
     marks = ["PASS" if ok else ("MISS" if ok is False else "n/a") for _, ok in targets(n, c, b)]
-    lines.append("targets: " + "; ".join(f"{label} {mark}" for (label, _), mark in zip(targets(n, c, b), marks)))
+    lines.append(("targets: " if arrival == "all at once" else "targets (set for the burst, shown for reference): ") + "; ".join(f"{label} {mark}" for (label, _), mark in zip(targets(n, c, b), marks)))
     return "\n".join(lines)
 
 

@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "SECONDS from the first send, a collapsed-stack file per N in --profile-dir or /tmp")
     p.add_argument("--arrival", choices=("burst", "poisson"), default="burst",
                    help="burst: all N send at once (default); poisson: sends arrive at --rate per second on average")
-    p.add_argument("--rate", type=float, default=100.0, help="with --arrival poisson: replies started per second (default 100)")
+    p.add_argument("--rate", type=float, default=50.0, help="with --arrival poisson: replies started per second (default 50)")
     p.add_argument("--seed", type=int, default=1, help="with --arrival poisson: the schedule's random seed (default 1)")
     p.add_argument("--batch-ms", type=float, default=40.0, help="delta frames batched every MS for Chatsite and the bare relay (default 40)")
     p.add_argument("--bare-batch-ms", type=float, help="the bare relay's batch (default: --batch-ms; 0 = one frame per delta)")
