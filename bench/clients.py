@@ -1,4 +1,5 @@
-"""N websocket clients (aiohttp), one stream each, all sending at (nearly) the same moment.
+"""N websocket clients (aiohttp), one stream each: all connect first, then each sends at its
+offset (bench/arrivals.py: all at once, or at a steady rate).
 
 Chatsite: connect with the session cookie and Origin, wait for `hello`, send
 {"type":"send","content":"bench <i>","client_id":"<i>"}, apply `delta` frames by offset as the
@@ -26,11 +27,13 @@ class Target:
     headers: dict[str, str]
 
 
-async def run(targets: list[Target], *, chatsite: bool, timeout: float, on_start=None, on_done=None) -> tuple[list[Stream], float]:
+async def run(targets: list[Target], *, chatsite: bool, timeout: float, on_start=None, on_done=None,
+              offsets: list[float] | None = None) -> tuple[list[Stream], float]:
     """Returns the streams and the seconds it took to connect them all.
 
     `on_start()` runs once every socket is connected, right before the sends; `on_done()` once
-    every stream ended (or failed), before the sockets are closed.
+    every stream ended (or failed), before the sockets are closed. Stream i sends `offsets[i]`
+    seconds after every socket is connected (all at once without offsets).
     """
     n = len(targets)
     streams = [Stream(idx=i) for i in range(n)]
@@ -40,12 +43,14 @@ async def run(targets: list[Target], *, chatsite: bool, timeout: float, on_start
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     connect_secs = 0.0
+    ready_at = 0.0
 
     def settle() -> None:
-        nonlocal settled, connect_secs
+        nonlocal settled, connect_secs, ready_at
         settled += 1
         if settled == n:
-            connect_secs = loop.time() - t0
+            ready_at = loop.time()
+            connect_secs = ready_at - t0
             if on_start is not None:
                 on_start()
             all_ready.set()
@@ -66,6 +71,8 @@ async def run(targets: list[Target], *, chatsite: bool, timeout: float, on_start
             finally:
                 settle()
             await all_ready.wait()
+            if offsets and offsets[i] > 0:
+                await asyncio.sleep(max(0.0, ready_at + offsets[i] - loop.time()))
             payload = {"type": "send", "content": f"bench {i}", "client_id": str(i)} if chatsite else {"type": "go", "content": f"bench {i}"}
             s.sent_at = time.time()
             await ws.send_str(json.dumps(payload))
@@ -126,6 +133,15 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse, s: Stream, client_id: st
         elif kind == "error":
             s.status = f"error frame: {f.get('code')}"
             return
+
+
+async def touch(target: Target) -> None:
+    """Open one socket, wait for its hello, close it (starts a server's per-process machinery)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(target.url, headers=target.headers, heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=10)) as ws:
+            hello = await ws.receive(timeout=60)
+            if hello.type != aiohttp.WSMsgType.TEXT or json.loads(hello.data).get("type") != "hello":
+                raise RuntimeError(f"no hello: {hello.type} {hello.data!r}"[:200])
 
 
 async def fetch_json(url: str, cookie: str | None = None) -> dict:

@@ -1,6 +1,6 @@
 """The floor: N streams read by a bare AsyncAnthropic lean read, no relay (its own process).
 
-    python -m bench.floor --base-url URL --n N [--timeout S]
+    python -m bench.floor --base-url URL --n N [--timeout S] [--arrival burst|poisson --rate R --seed S]
 prints one line `FLOOR_RESULT {json}`: the streams (as bench.record.Stream dicts), this
 process's CPU seconds for the run and its RSS. The fake must already be scripted.
 """
@@ -13,11 +13,14 @@ import json
 import resource
 import time
 
-from . import lean
+from . import arrivals, lean
 from .record import Stream
 
 
-async def _one(client, s: Stream, timeout: float) -> None:
+async def _one(client, s: Stream, timeout: float, offset: float = 0.0) -> None:
+    if offset > 0:
+        await asyncio.sleep(offset)
+
     async def read() -> None:
         async for text in lean.text_deltas(client, f"bench {s.idx}"):
             now = time.time()
@@ -38,11 +41,12 @@ async def _one(client, s: Stream, timeout: float) -> None:
         s.status = f"{type(exc).__name__}: {exc}"[:200]
 
 
-async def main_async(base_url: str, n: int, timeout: float) -> dict:
+async def main_async(base_url: str, n: int, timeout: float, offsets: list[float] | None = None) -> dict:
     client = lean.make_client(base_url)
     streams = [Stream(idx=i) for i in range(n)]
+    offsets = offsets or [0.0] * n
     cpu0 = time.process_time()
-    await asyncio.gather(*(_one(client, s, timeout) for s in streams))
+    await asyncio.gather(*(_one(client, s, timeout, offsets[s.idx]) for s in streams))
     cpu = time.process_time() - cpu0
     await client.close()
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -54,8 +58,12 @@ def main() -> None:
     p.add_argument("--base-url", required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--arrival", choices=("burst", "poisson"), default="burst")
+    p.add_argument("--rate", type=float, default=50.0)
+    p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
-    result = asyncio.run(main_async(a.base_url, a.n, a.timeout))
+    offsets = arrivals.schedule(a.n, arrival=a.arrival, rate=a.rate, seed=a.seed)
+    result = asyncio.run(main_async(a.base_url, a.n, a.timeout, offsets))
     print("FLOOR_RESULT " + json.dumps(result), flush=True)
 
 

@@ -1,18 +1,31 @@
-"""Users, sessions and conversations in the bench database, straight through Django's ORM.
+"""Users, sessions and conversations in a bench database, straight through Django's ORM.
 
-`setup()` configures Django in the bench process for the bench database (call once, after the
-database exists and is migrated). Passwords are unusable: nobody logs in over HTTP, the bench
-writes the sessions itself, so no 1M-iteration password hashing per user.
+Run as a script from the tree whose code the bench measures (its cwd and PYTHONPATH), so the
+rows are written by that tree's own models (a baseline build may have other migrations):
+
+    python bench/seed.py [--staff NAME] [--clients TAG N]
+
+prints one line `SEED_RESULT {"code_root": the tree Django's code came from, "staff": sessionid,
+"clients": [[sessionid, conversation id], ...]}`.
+Django's settings come from the environment (DATABASE_URL etc., as Stack.chatsite_env gives).
+Passwords are unusable: nobody logs in over HTTP, the bench writes the sessions itself, so no
+1M-iteration password hashing per user.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)  # (bench/'s modules are not the measured tree's; it comes from PYTHONPATH)
 
 
-def setup(env: dict[str, str]) -> None:
-    for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "REDIS_URL", "CHANNEL_LAYER_PREFIX", "ALLOWED_HOSTS", "DEBUG"):
-        os.environ[key] = env[key]
+def setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
     import django
 
     django.setup()
@@ -55,3 +68,23 @@ def clients(tag: str, n: int) -> list[tuple[str, int]]:
         out = [(_session_for(u), services.conversation_create(owner=u).pk) for u in users]
     connections.close_all()  # no connection (or SQLite lock) held while the server runs
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--staff", metavar="NAME")
+    p.add_argument("--clients", nargs=2, metavar=("TAG", "N"))
+    a = p.parse_args(argv)
+    setup()
+    import conversations
+
+    out: dict = {"code_root": str(Path(conversations.__file__).resolve().parent.parent)}
+    if a.staff:
+        out["staff"] = staff_session(a.staff)
+    if a.clients:
+        out["clients"] = clients(a.clients[0], int(a.clients[1]))
+    print("SEED_RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,10 @@
-"""Processes of a benchmark run: Redis, the fake Anthropic API, the bench database, daphne.
+"""Processes of a benchmark run: Redis, the fake Anthropic API, the bench databases, daphne.
 
 Every child runs in its own process group (a terminal Ctrl+C reaches only the bench, which then
 stops them in order) and gets SIGTERM if the bench dies. `Stack.close()` stops everything.
+
+Chatsite's code can come from another tree (`Code`: a baseline build in a temporary git
+worktree); each tree gets its own database, migrated and seeded by its own code.
 """
 
 from __future__ import annotations
@@ -35,6 +38,16 @@ PG_URL = "postgres://postgres@127.0.0.1:5432/chatsite_bench"
 
 class StackError(RuntimeError):
     pass
+
+
+@dataclass
+class Code:
+    """A tree of Chatsite's code the bench runs: this one, or a baseline build."""
+
+    label: str
+    root: Path
+    database_url: str = ""
+    staff: str = ""  # a staff session in its database (for the ops page)
 
 
 @dataclass
@@ -81,20 +94,22 @@ class Stack:
         self.redis_description = ""
         self.fake_url = ""
         self.fake_pid: int | None = None
-        self.database_url = ""
-        self._pg_admin_url: str | None = None
+        self._pg_admin_url = urlunsplit(("postgresql", urlsplit(PG_URL).netloc, "/postgres", "", ""))
+        self._pg_databases: list[str] = []
+        # Seconds between two delta frames of a stream, for Chatsite and the bare relay alike.
+        self.batch_seconds = 0.04
         self.token = secrets.token_hex(4)
         self.secret_key = "bench-" + secrets.token_urlsafe(32)
         self.prefix = f"chatsite-bench-{os.getpid()}-{self.token}"
 
     # --- processes -------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], *, log: bool = True, **kwargs) -> Child:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], *, log: bool = True, cwd: Path = BASE_DIR, **kwargs) -> Child:
         log_path = self.tmpdir / f"{name.replace(' ', '-')}-{len(self.children)}.log" if log else None
         out = open(log_path, "wb") if log_path else kwargs.pop("stdout")  # noqa: SIM115
         try:
             process = subprocess.Popen(
-                argv, cwd=BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT if log_path else kwargs.pop("stderr", None),
                 start_new_session=True, preexec_fn=die_with_parent, **kwargs,
             )  # fmt: skip
@@ -116,8 +131,11 @@ class Stack:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BASE_DIR), env.get("PYTHONPATH")]))
         return env
 
-    def chatsite_env(self) -> dict[str, str]:
+    def chatsite_env(self, code: Code) -> dict[str, str]:
+        """The environment of Chatsite's processes from `code`'s tree (only that tree importable)."""
         env = self.base_env()
+        others = [p for p in (os.environ.get("PYTHONPATH") or "").split(os.pathsep) if p and Path(p).resolve() != BASE_DIR]
+        env["PYTHONPATH"] = os.pathsep.join([str(code.root), *others])
         env.update(
             DJANGO_SETTINGS_MODULE="chatsite.settings",
             DEBUG="0",
@@ -127,8 +145,9 @@ class Stack:
             ANTHROPIC_API_KEY="bench",
             REDIS_URL=self.redis_url,
             CHANNEL_LAYER_PREFIX=self.prefix,
-            DATABASE_URL=self.database_url,
+            DATABASE_URL=code.database_url,
             CHATSITE_COUNT_DB_WRITES="1",
+            CHATSITE_DELTA_BATCH_SECONDS=f"{self.batch_seconds:g}",
         )
         return env
 
@@ -173,50 +192,70 @@ class Stack:
         self.fake_call("POST", "/_fake/reset", {})
         self.fake_call("POST", "/_fake/script", {"replies": [{"stamp": True, "deltas": deltas, "delta_interval_ms": interval_ms, "repeat": n}]})
 
-    def create_database(self) -> None:
+    def create_database(self, suffix: str = "") -> str:
+        """A fresh, empty bench database; its URL."""
         if self.db == "sqlite":
-            self.database_url = f"sqlite:///{self.tmpdir / 'bench.sqlite3'}"
-            return
+            return f"sqlite:///{self.tmpdir / f'bench{suffix}.sqlite3'}"
         import psycopg
 
         parts = urlsplit(PG_URL)
-        dbname = parts.path.lstrip("/")
-        admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+        dbname = parts.path.lstrip("/") + suffix
         try:
-            with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+            with psycopg.connect(self._pg_admin_url, autocommit=True, connect_timeout=10) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
                 conn.execute(f'CREATE DATABASE "{dbname}"')
         except psycopg.Error as exc:
             raise StackError(f"could not create {dbname} on {parts.hostname}: {exc}") from None
-        self._pg_admin_url = admin
-        self.database_url = PG_URL
+        self._pg_databases.append(dbname)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, "", ""))
 
-    def drop_database(self) -> None:
-        if self._pg_admin_url is None:
+    def drop_databases(self) -> None:
+        if not self._pg_databases:
             return
         import psycopg
 
-        admin, self._pg_admin_url = self._pg_admin_url, None
-        dbname = urlsplit(PG_URL).path.lstrip("/")
-        with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        while self._pg_databases:
+            dbname = self._pg_databases.pop()
+            with psycopg.connect(self._pg_admin_url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
-    def migrate(self) -> None:
+    def prepare(self, code: Code, suffix: str = "") -> None:
+        """Give `code` a database of its own, migrated by its own code, with a staff session."""
+        code.database_url = self.create_database(suffix)
         result = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput"], cwd=BASE_DIR, env=self.chatsite_env(),
+            [sys.executable, "manage.py", "migrate", "--noinput"], cwd=code.root, env=self.chatsite_env(code),
             stdin=subprocess.DEVNULL, capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode != 0:
-            raise StackError(f"migrate failed:\n{result.stdout}{result.stderr}")
+            raise StackError(f"migrate failed ({code.label}):\n{result.stdout}{result.stderr}")
+        seeded = self.seed(code, staff=f"bench-staff-{self.token}")
+        if Path(seeded["code_root"]) != code.root.resolve():  # the tree's own code, not another's
+            raise StackError(f"{code.label}: Chatsite's code was imported from {seeded['code_root']}, not {code.root}")
+        code.staff = seeded["staff"]
 
-    def start_daphne(self, name: str, app: str, env: dict[str, str], profile: Path | None = None, timeout: float = 60.0) -> Child:
+    def seed(self, code: Code, *, staff: str | None = None, clients: tuple[str, int] | None = None) -> dict:
+        """Users, sessions and conversations in `code`'s database, written by `code`'s own
+        models (bench/seed.py run from its tree)."""
+        argv = [sys.executable, str(BASE_DIR / "bench" / "seed.py")]
+        if staff:
+            argv += ["--staff", staff]
+        if clients:
+            argv += ["--clients", clients[0], str(clients[1])]
+        result = subprocess.run(argv, cwd=code.root, env=self.chatsite_env(code), stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        line = next((x for x in result.stdout.splitlines() if x.startswith("SEED_RESULT ")), None)
+        if result.returncode != 0 or line is None:
+            raise StackError(f"seeding failed ({code.label}):\n{result.stdout[-2000:]}{result.stderr[-4000:]}")
+        return json.loads(line[len("SEED_RESULT "):])
+
+    def start_daphne(self, name: str, app: str, env: dict[str, str], profile: Path | None = None, timeout: float = 60.0,
+                     cwd: Path = BASE_DIR) -> Child:
         port = free_port()
         if profile is not None:
             argv = [sys.executable, "-m", "bench.profiled_daphne", str(profile)]
         else:
             argv = [str(BIN_DIR / "daphne")]
         argv += ["-b", "127.0.0.1", "-p", str(port), app]
-        child = self.spawn(name, argv, env)
+        child = self.spawn(name, argv, env, cwd=cwd)
         child.port = port
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -239,7 +278,7 @@ class Stack:
             self.redis.stop()
             self.redis = None
         try:
-            self.drop_database()
+            self.drop_databases()
         except Exception as exc:  # noqa: BLE001 - cleanup must go on
             print(f"bench: could not drop the bench database: {exc}", file=sys.stderr)
         shutil.rmtree(self.tmpdir, ignore_errors=True)

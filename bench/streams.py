@@ -2,16 +2,32 @@
 
     .venv/bin/python bench/streams.py [--n 100,200,500] [--deltas 100] [--interval-ms 20]
                                       [--db sqlite|postgres] [--skip-bare] [--json out.json]
+                                      [--arrival burst|poisson] [--rate R] [--seed S]
+                                      [--batch-ms 40] [--bare-batch-ms MS]
+                                      [--baseline REV [--rounds 2]]
 
 Per N, in this order and never at the same time: (1) Chatsite — daphne with the real settings
 (Redis channel layer, a fresh bench database, login, checkpoints) and N logged-in websocket
 clients, one conversation each; (2) the bare relay (bench/bare_relay.py) on its own daphne;
 (3) the floor (bench/floor.py): the same N streams read by AsyncAnthropic with no relay.
 Every N gets fresh daphne processes, so CPU and RSS are per N; Redis, the fake Anthropic API
-and the database live for the whole run (the fake is reset before every phase).
+and the databases live for the whole run (the fake is reset before every phase).
 
-CPU per relayed delta = the server process's user+sys CPU from the moment every socket is
-connected (right before the sends) to the moment every stream has ended, ÷ deltas received.
+Arrivals: `burst` (default) sends all N at once; `poisson` sends them at a steady rate, R per
+second on average (exponential gaps, seeded: every phase gets the same schedule).
+
+Both relays send a stream's text in frames batched on the same timer (--batch-ms, given to
+Chatsite as CHATSITE_DELTA_BATCH_SECONDS); --bare-batch-ms 0 makes the bare relay send one
+frame per delta as it used to.
+
+--baseline REV also runs Chatsite as it was at REV (a git worktree in a temporary directory,
+this venv, a database of its own migrated by its own code) on the same scenario, alternating
+with this tree (this, baseline, baseline, this, … for --rounds rounds) so that both share the
+machine's noise, and prints this / baseline ratios. The worktree is removed at the end.
+
+CPU per relayed delta = the server process's user+sys CPU, plus that of its helper processes
+(markdown rendering), from the moment every socket is connected (right before the first send)
+to the moment every stream has ended, ÷ deltas received. The web process alone is shown too.
 Exit code 0 when the benchmark ran (targets may still be MISS), 1 when it could not run.
 """
 
@@ -22,6 +38,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,9 +52,9 @@ if str(BASE_DIR) not in sys.path:
 
 import psutil  # noqa: E402
 
-from bench import clients, report, seed  # noqa: E402
+from bench import arrivals, clients, report  # noqa: E402
 from bench.record import Stream  # noqa: E402
-from bench.stack import Stack, StackError  # noqa: E402
+from bench.stack import Code, Stack, StackError  # noqa: E402
 
 
 class Shutdown(BaseException):
@@ -61,8 +78,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--with-streams", action="store_true", help="with --json: every stream's send, first text and end times")
     p.add_argument("--spy", type=int, metavar="SECONDS", help="diagnostic: sample Chatsite's daphne with py-spy (installed separately) for "
                    "SECONDS from the first send, a collapsed-stack file per N in --profile-dir or /tmp")
+    p.add_argument("--arrival", choices=("burst", "poisson"), default="burst",
+                   help="burst: all N send at once (default); poisson: sends arrive at --rate per second on average")
+    p.add_argument("--rate", type=float, default=50.0, help="with --arrival poisson: replies started per second (default 50)")
+    p.add_argument("--seed", type=int, default=1, help="with --arrival poisson: the schedule's random seed (default 1)")
+    p.add_argument("--batch-ms", type=float, default=40.0, help="delta frames batched every MS for Chatsite and the bare relay (default 40)")
+    p.add_argument("--bare-batch-ms", type=float, help="the bare relay's batch (default: --batch-ms; 0 = one frame per delta)")
+    p.add_argument("--baseline", metavar="REV", help="also run Chatsite at git revision REV, alternating with this tree, and print this/baseline ratios")
+    p.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each per N, alternating (default 2: this, baseline, baseline, this)")
     a = p.parse_args(argv)
     a.ns = [int(x) for x in a.n.split(",") if x.strip()]
+    if a.bare_batch_ms is None:
+        a.bare_batch_ms = a.batch_ms
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
+    if a.arrival == "poisson" and a.rate <= 0:
+        p.error("--rate must be positive")
     return a
 
 
@@ -96,6 +127,18 @@ class ProcMeter:
             except psutil.Error:
                 pass
         return total
+
+    def wait_helpers_idle(self, timeout: float = 15.0, still: float = 0.3) -> None:
+        """Until the server's helper processes (if any) have used no CPU for `still` seconds."""
+        deadline = time.monotonic() + timeout
+        last, since = self._helpers_cpu(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self._helpers_cpu()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= still:
+                return
 
     def _main_thread_cpu(self) -> float:
         return sum(t.user_time + t.system_time for t in self.proc.threads() if t.id == self.proc.pid)
@@ -171,33 +214,45 @@ def server_errors(child) -> str:
     return f"{len(hits)} error lines; full log kept at {keep}; first:\n" + "\n".join(lines[first:first + 20])
 
 
-def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dict:
-    conns = seed.clients(f"{stack.token}-{n}", n)
-    profile = Path(a.profile_dir).resolve() / f"chatsite-n{n}" if a.profile_dir else None
+_runs = 0
+
+
+def run_chatsite(stack: Stack, code: Code, n: int, a: argparse.Namespace, offsets: list[float], *, diagnostics: bool = True) -> dict:
+    """One Chatsite phase on `code`'s tree. `diagnostics`: cProfile/py-spy as asked (this tree only)."""
+    global _runs
+    _runs += 1
+    conns = stack.seed(code, clients=(f"{stack.token}-{_runs}-{n}", n))["clients"]
+    profile = Path(a.profile_dir).resolve() / f"chatsite-n{n}" if (a.profile_dir and diagnostics) else None
     if profile:
         profile.parent.mkdir(parents=True, exist_ok=True)
-    child = stack.start_daphne("chatsite-daphne", "chatsite.asgi:application", stack.chatsite_env(), profile=profile)
+    child = stack.start_daphne("chatsite-daphne", "chatsite.asgi:application", stack.chatsite_env(code), profile=profile, cwd=code.root)
     try:
         base = f"http://127.0.0.1:{child.port}"
         ops_url = base + "/chat/ops/streams.json"
-        ops0 = asyncio.run(clients.fetch_json(ops_url, staff))
-        if ops0.get("db_writes") is None:
-            raise StackError("the ops page reports no db_writes (CHATSITE_COUNT_DB_WRITES not honoured?)")
         meter = ProcMeter(child.pid, signals=profile is not None, fake_pid=stack.fake_pid)
-        if a.spy:
-            meter.spy = (Path(a.profile_dir or "/tmp").resolve() / f"chatsite-n{n}.spy.txt", a.spy)
-        stack.script_fake(n, a.deltas, a.interval_ms)
         targets = [
             clients.Target(f"ws://127.0.0.1:{child.port}/ws/conversations/{cid}/", {"Cookie": f"sessionid={sk}", "Origin": base})
             for sk, cid in conns
         ]
-        streams, connect_s = asyncio.run(clients.run(targets, chatsite=True, timeout=a.timeout, on_start=meter.start, on_done=meter.done))
+        # The first socket starts the hub: its render helper and SDK client, once per process.
+        # Measure from a warm server: wait for that start-up to be over before the window.
+        asyncio.run(clients.touch(targets[0]))
+        meter.wait_helpers_idle()
+        ops0 = asyncio.run(clients.fetch_json(ops_url, code.staff))
+        if ops0.get("db_writes") is None and code.root == BASE_DIR:
+            raise StackError("the ops page reports no db_writes (CHATSITE_COUNT_DB_WRITES not honoured?)")
+        if a.spy and diagnostics:
+            meter.spy = (Path(a.profile_dir or "/tmp").resolve() / f"chatsite-n{n}.spy.txt", a.spy)
+        stack.script_fake(n, a.deltas, a.interval_ms)
+        streams, connect_s = asyncio.run(clients.run(targets, chatsite=True, timeout=a.timeout, on_start=meter.start, on_done=meter.done, offsets=offsets))
         time.sleep(0.2)  # the last end frames' DB writes are done before they are sent; this is slack
-        ops1 = asyncio.run(clients.fetch_json(ops_url, staff))
+        ops1 = asyncio.run(clients.fetch_json(ops_url, code.staff))
         upstream = upstream_times(stack)
         summary = _finish(report.summarise(streams, a.deltas, upstream), meter, connect_s)
+        summary["code"] = code.label
         summary["_upstream"] = upstream
-        summary["db_writes_per_reply"] = (ops1["db_writes"] - ops0["db_writes"]) / n
+        if ops0.get("db_writes") is not None and ops1.get("db_writes") is not None:
+            summary["db_writes_per_reply"] = (ops1["db_writes"] - ops0["db_writes"]) / n
         summary["hub_stats"] = ops1.get("stats")
         summary["_streams"] = streams
         if summary["failed"] and child.process.poll() is not None:
@@ -208,16 +263,17 @@ def run_chatsite(stack: Stack, n: int, a: argparse.Namespace, staff: str) -> dic
         stack.stop(child)
 
 
-def run_bare(stack: Stack, n: int, a: argparse.Namespace) -> dict:
+def run_bare(stack: Stack, n: int, a: argparse.Namespace, offsets: list[float]) -> dict:
     env = stack.base_env()
-    env.update(DJANGO_SETTINGS_MODULE="bench.bare_settings", ANTHROPIC_BASE_URL=stack.fake_url, ANTHROPIC_API_KEY="bench")
+    env.update(DJANGO_SETTINGS_MODULE="bench.bare_settings", ANTHROPIC_BASE_URL=stack.fake_url, ANTHROPIC_API_KEY="bench",
+               BARE_BATCH_SECONDS=f"{a.bare_batch_ms / 1000:g}")
     child = stack.start_daphne("bare-daphne", "bench.bare_relay:application", env)
     try:
         meter = ProcMeter(child.pid, fake_pid=stack.fake_pid)
         stack.script_fake(n, a.deltas, a.interval_ms)
         base = f"http://127.0.0.1:{child.port}"
         targets = [clients.Target(f"ws://127.0.0.1:{child.port}/ws/bare/", {"Origin": base}) for _ in range(n)]
-        streams, connect_s = asyncio.run(clients.run(targets, chatsite=False, timeout=a.timeout, on_start=meter.start, on_done=meter.done))
+        streams, connect_s = asyncio.run(clients.run(targets, chatsite=False, timeout=a.timeout, on_start=meter.start, on_done=meter.done, offsets=offsets))
         upstream = upstream_times(stack)
         summary = _finish(report.summarise(streams, a.deltas, upstream), meter, connect_s)
         summary["_upstream"] = upstream
@@ -230,7 +286,8 @@ def run_bare(stack: Stack, n: int, a: argparse.Namespace) -> dict:
 
 def run_floor(stack: Stack, n: int, a: argparse.Namespace) -> dict:
     stack.script_fake(n, a.deltas, a.interval_ms)
-    argv = [sys.executable, "-m", "bench.floor", "--base-url", stack.fake_url, "--n", str(n), "--timeout", str(a.timeout)]
+    argv = [sys.executable, "-m", "bench.floor", "--base-url", stack.fake_url, "--n", str(n), "--timeout", str(a.timeout),
+            "--arrival", a.arrival, "--rate", str(a.rate), "--seed", str(a.seed)]
     child = stack.spawn("floor", argv, stack.base_env(), log=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = child.process.communicate(timeout=a.timeout + 60)
@@ -251,6 +308,57 @@ def run_floor(stack: Stack, n: int, a: argparse.Namespace) -> dict:
     return summary
 
 
+def git(*args: str, cwd: Path = BASE_DIR) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise StackError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def this_label() -> str:
+    try:
+        head = git("rev-parse", "--short=10", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (StackError, OSError):
+        return "this tree"
+    return f"this tree ({head}{' + changes' if dirty else ''})"
+
+
+class BaselineTree:
+    """Chatsite at REV, checked out with `git worktree add` in a temporary directory (outside
+    the repository), removed again on exit. Runs on this venv."""
+
+    def __init__(self, rev: str) -> None:
+        self.rev = rev
+        self.tmp: Path | None = None
+        self.path: Path | None = None
+
+    def __enter__(self) -> Code:
+        sha = git("rev-parse", "--verify", f"{self.rev}^{{commit}}")
+        self.tmp = Path(tempfile.mkdtemp(prefix="chatsite-bench-baseline-"))
+        self.path = self.tmp / "tree"
+        git("worktree", "add", "--detach", str(self.path), sha)
+        return Code(label=f"baseline {self.rev} ({sha[:10]})", root=self.path)
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.path is not None:
+            try:
+                git("worktree", "remove", "--force", str(self.path))
+            except (StackError, OSError) as err:
+                print(f"bench: could not remove the baseline worktree {self.path}: {err}", file=sys.stderr)
+            self.path = None
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+            try:  # its entry in the repository's worktree list, if the removal above failed
+                git("worktree", "prune")
+            except (StackError, OSError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
 
@@ -260,39 +368,64 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     stack = Stack(a.db)
+    stack.batch_seconds = a.batch_ms / 1000
+    baseline_tree = BaselineTree(a.baseline) if a.baseline else None
     results = []
     code = 0
     try:
+        this = Code(label=this_label(), root=BASE_DIR)
+        base = baseline_tree.__enter__() if baseline_tree else None
         stack.start_redis()
         stack.start_fake()
-        stack.create_database()
-        stack.migrate()
-        seed.setup(stack.chatsite_env())
-        staff = seed.staff_session(f"bench-staff-{stack.token}")
+        stack.prepare(this)
+        if base is not None:
+            stack.prepare(base, suffix="_baseline")
+        arrival = arrivals.describe(a.arrival, a.rate)
         say(f"{os.cpu_count()} cores, Python {platform.python_version()}; db {a.db}; {stack.redis_description}; fake at {stack.fake_url}")
+        say(f"arrivals: {arrival}; delta frames batched every {a.batch_ms:g} ms (Chatsite), "
+            + (f"{a.bare_batch_ms:g} ms (bare relay)" if a.bare_batch_ms else "one per delta (bare relay)"))
         say("per N: Chatsite, then bare relay, then floor, one after another, fresh daphne per phase; "
-            "CPU window = all sockets connected → all streams ended")
+            "CPU window = all sockets connected → all streams ended; CPU includes the server's helper processes")
+        if base is not None:
+            say(f"baseline: {base.label} at {base.root}; per N {a.rounds} round(s) of each, alternating with {this.label}")
         if a.profile_dir:
             say(f"PROFILING Chatsite's daphne under cProfile into {a.profile_dir}: its CPU and latency figures are inflated")
         for n in a.ns:
-            say(f"N = {n}: Chatsite…")
-            c = run_chatsite(stack, n, a, staff)
+            offsets = arrivals.schedule(n, arrival=a.arrival, rate=a.rate, seed=a.seed)
+            runs: dict[str, list[dict]] = {"this": [], "baseline": []}
+            for r in range(a.rounds if base is not None else 1):
+                order = [("this", this), ("baseline", base)] if r % 2 == 0 else [("baseline", base), ("this", this)]
+                for key, tree in order:
+                    if tree is None:
+                        continue
+                    say(f"N = {n}: Chatsite ({tree.label})…")
+                    runs[key].append(run_chatsite(stack, tree, n, a, offsets, diagnostics=key == "this" and r == 0))
+            c = runs["this"][0]
             b = fl = None
             if not a.skip_bare:
                 say(f"N = {n}: bare relay…")
-                b = run_bare(stack, n, a)
+                b = run_bare(stack, n, a, offsets)
                 say(f"N = {n}: floor…")
                 fl = run_floor(stack, n, a)
-            print(report.block(n, a.deltas, a.interval_ms, a.db, c, b, fl), flush=True)
-            for name, d in (("Chatsite", c), ("bare relay", b)):
+            print(report.block(n, a.deltas, a.interval_ms, a.db, c, b, fl, arrival=arrival), flush=True)
+            for name, d in (("Chatsite", c), ("bare relay", b), *((f"baseline run {i + 1}", d) for i, d in enumerate(runs["baseline"]))):
                 if d is not None and d.get("server_errors"):
                     print(f"{name} server errors: {d['server_errors']}", flush=True)
+            comparison = None
+            if base is not None:
+                print(report.compare(n, runs["this"], runs["baseline"], this_label=this.label, base_label=base.label, arrival=arrival), flush=True)
+                comparison = report.comparison(runs["this"], runs["baseline"])
             targets = report.targets(n, c, b)
-            results.append({"n": n, "chatsite": c, "bare": b, "floor": fl, "targets": [{"target": t, "pass": ok} for t, ok in targets]})
+            results.append({"n": n, "chatsite": c, "bare": b, "floor": fl, "targets": [{"target": t, "pass": ok} for t, ok in targets],
+                            "this_runs": runs["this"], "baseline_runs": runs["baseline"], "comparison": comparison})
         print("RESULT " + " ".join(
             f"n={r['n']}:chatsite={r['chatsite']['completed']}/{r['chatsite']['failed']}"
             + (f",bare={r['bare']['completed']}/{r['bare']['failed']}" if r["bare"] else "")
+            + (",baseline=" + "+".join(f"{d['completed']}/{d['failed']}" for d in r["baseline_runs"]) if r["baseline_runs"] else "")
             for r in results), flush=True)  # fmt: skip
+        for r in results:
+            if r["comparison"]:
+                print(f"BASELINE n={r['n']}: " + " ".join(f"{k}={v:.2f}x" if v is not None else f"{k}=n/a" for k, v in r["comparison"].items()), flush=True)
         if a.json:
             def clean(d):
                 if d is None:
@@ -307,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
                 return out
 
             payload = {"args": {k: v for k, v in vars(a).items()}, "results": [
-                {**r, "chatsite": clean(r["chatsite"]), "bare": clean(r["bare"]), "floor": clean(r["floor"])} for r in results
+                {**r, "chatsite": clean(r["chatsite"]), "bare": clean(r["bare"]), "floor": clean(r["floor"]),
+                 "this_runs": [clean(d) for d in r["this_runs"]], "baseline_runs": [clean(d) for d in r["baseline_runs"]]}
+                for r in results
             ]}  # fmt: skip
             Path(a.json).write_text(json.dumps(payload, indent=2))
             say(f"wrote {a.json}")
@@ -321,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
         stack.close()
+        if baseline_tree is not None:
+            baseline_tree.close()
     return code
 
 

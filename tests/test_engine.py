@@ -7,6 +7,7 @@ import random
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError, OperationalError
 
 from conversations import hub as hub_module
 from conversations import prompting, services
@@ -229,22 +230,57 @@ async def test_disconnect_storm_every_client_ends_with_the_stored_text(llm, toke
         await sock.close()
 
 
-async def test_database_writes_per_reply_do_not_grow_with_its_length(llm, token, alice, conversation, settings):
-    """Short and long replies of the same duration cost the same number of checkpoints."""
+async def test_checkpoints_cost_the_same_statements_however_many_replies_are_live_and_however_long(llm, token, alice, monkeypatch, settings):
+    """N replies streaming at once, short and long ones (20 vs 400 deltas, both ~1 s), are
+    checkpointed together: the SQL each checkpoint executes does not grow with how many replies
+    are live or with how much text they carry. Counted at the database connection, not taken
+    from what the code says it did."""
     settings.CHATSITE_CHECKPOINT_SECONDS = 0.25
-    sock = Socket(alice, conversation.pk)
-    await sock.connect()
-    hub = hub_module.get_hub()
-    counts = []
-    for n, tps in ((20, 20), (400, 400)):  # both last ~1 s: 20 deltas vs 400 deltas
-        llm.script([{"text": _words(n), "tps": tps}], match=f"{token}-{n}")
-        before = hub.stats["checkpoint_statements"]
-        created = await sock.send_message(f"go {token}-{n}", client_id=str(n))
-        await sock.follow_to_end(created["reply"]["generation_id"])
-        counts.append(hub.stats["checkpoint_statements"] - before)
-    assert 1 <= counts[1] <= counts[0] + 2, counts
-    assert counts[1] < 400 / 20, "far fewer writes than deltas"
-    await sock.close()
+    from django.db import connection
+
+    real = services.generation_checkpoint
+    checkpoints: list[tuple[int, list[str]]] = []  # (live replies in it, SQL it executed)
+
+    def counted(**kwargs):
+        executed: list[str] = []
+
+        def record(execute, sql, params, many, context):
+            executed.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(record):  # (runs on the hub's database thread)
+            result = real(**kwargs)
+        checkpoints.append((len(kwargs["items"]), executed))
+        return result
+
+    monkeypatch.setattr(services, "generation_checkpoint", counted)
+    n = 6
+    conversations = [await sync_to_async(services.conversation_create)(owner=alice) for _ in range(n)]
+    sockets, gids = [], []
+    for i, conv in enumerate(conversations):
+        words, tps = (20, 20) if i % 2 else (400, 400)
+        llm.script([{"text": _words(words), "tps": tps}], match=f"{token}-{i}")
+        sock = Socket(alice, conv.pk)
+        await sock.connect()
+        sockets.append(sock)
+    for i, sock in enumerate(sockets):
+        await sock.send({"type": "send", "content": f"go {token}-{i}", "client_id": str(i)})
+    for i, sock in enumerate(sockets):  # (every socket of the person hears of every reply)
+        created = await sock.receive_type("message.created")
+        while created["client_id"] != str(i):
+            created = await sock.receive_type("message.created")
+        gids.append(created["reply"]["generation_id"])
+    ends = await asyncio.gather(*(sock.follow_to_end(gid) for sock, gid in zip(sockets, gids)))
+    assert all(end["message"]["status"] == "complete" for _, end in ends)
+
+    together = [sql for live, sql in checkpoints if live == n]
+    assert len(together) >= 2, f"no two checkpoints with all {n} replies live: {[live for live, _ in checkpoints]}"
+    for live, sql in checkpoints:
+        writes = [q for q in sql if q.lstrip().upper().startswith("UPDATE")]
+        assert 1 <= len(writes) <= 2, f"{live} live replies took {len(writes)} UPDATEs: {writes}"
+        assert len(sql) <= 3, f"{live} live replies took {len(sql)} statements: {sql}"
+    for sock in sockets:
+        await sock.close()
 
 
 async def test_next_send_carries_the_finished_reply(llm, token, alice, conversation):
@@ -280,18 +316,77 @@ async def test_next_send_after_a_stopped_reply_carries_its_kept_text(llm, token,
 
 
 async def test_a_store_failure_keeps_the_socket_and_reports_plainly(llm, token, alice, conversation, monkeypatch):
-    def broken(**kwargs):
-        raise RuntimeError("disk full")
+    """The send cannot be stored (a database error that is not an outage): the person is told
+    plainly, without the error's own words, that the text is still in the box; the socket stays."""
+    calls = []
+
+    def broken(requests):  # the hub's send batcher calls it positionally with one list
+        calls.append([r.content for r in requests])
+        raise DatabaseError("could not extend file: disk full")
 
     sock = Socket(alice, conversation.pk)
     await sock.connect()
     monkeypatch.setattr(services, "message_send_many", broken)
     await sock.send({"type": "send", "content": f"hello {token}", "client_id": "x"})
     error = await sock.receive_type("error")
+    assert calls and all(batch == [f"hello {token}"] for batch in calls), calls  # the failure path really ran
     assert error["code"] == "internal" and error["client_id"] == "x" and "still in the box" in error["message"]
-    assert "disk full" not in error["message"]
+    assert "disk full" not in error["message"] and "extend file" not in error["message"]
     await sock.send({"type": "ping"})
     assert (await sock.receive_type("pong"))["type"] == "pong"
     assert await sync_to_async(Message.objects.filter(conversation=conversation).count)() == 0
     assert hub_module.get_hub().runs == {}
+    await sock.close()
+
+
+async def test_a_reply_that_cannot_be_saved_shows_its_text_and_says_so_plainly(llm, token, alice, conversation, monkeypatch):
+    """The final write fails with an error that is not an outage (retrying would not help): the
+    reply ends at once with its text shown and "could not be saved", not the error's words."""
+    calls = []
+
+    def broken(finishes):
+        calls.append(len(finishes))
+        raise DatabaseError("could not extend file: disk full")
+
+    monkeypatch.setattr(services, "generation_finish_many", broken)
+    llm.script([{"text": "an answer that will not be kept"}], match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await sock.send_message(f"go {token}")
+    streamed, end = await sock.follow_to_end(created["reply"]["generation_id"], timeout=15)
+    assert calls, "the final write was never attempted"
+    assert streamed == "an answer that will not be kept"
+    assert "an answer that will not be kept" in end["message"]["html"]
+    assert end["message"]["status"] == "error" and end["message"]["error"] == "The reply could not be saved."
+    assert "disk full" not in str(end)
+    await sock.send({"type": "ping"})
+    assert (await sock.receive_type("pong"))["type"] == "pong"
+    await sock.close()
+
+
+async def test_a_final_write_during_a_database_outage_is_kept_and_saved_when_it_is_back(llm, token, alice, conversation, monkeypatch, settings):
+    """While the database is unreachable the finished reply is kept and its write retried: the
+    person is told it is not saved yet, then gets a normal end, and the text is stored."""
+    settings.CHATSITE_FINAL_WRITE_BACKOFF_MAX_SECONDS = 0.2
+    real = services.generation_finish_many
+    failures = []
+
+    def flaky(finishes):
+        if len(failures) < 3:
+            failures.append(len(finishes))
+            raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+        return real(finishes)
+
+    monkeypatch.setattr(services, "generation_finish_many", flaky)
+    llm.script([{"text": "kept through the outage"}], match=token)
+    sock = Socket(alice, conversation.pk)
+    await sock.connect()
+    created = await sock.send_message(f"go {token}")
+    streamed, end = await sock.follow_to_end(created["reply"]["generation_id"], timeout=15)
+    assert len(failures) == 3
+    notices = [f for f in sock.frames if f["type"] == "notice" and f.get("generation_id") == created["reply"]["generation_id"]]
+    assert [n["code"] for n in notices].count("saving") == 1, notices
+    assert end["message"]["status"] == "complete" and not end["message"]["error"]
+    stored = await stored_message(created["reply"]["id"])
+    assert (stored.status, stored.content) == (Message.Status.COMPLETE, "kept through the outage")
     await sock.close()

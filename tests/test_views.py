@@ -56,16 +56,23 @@ def test_sidebar_lists_only_own_conversations_newest_first(alice_client, alice, 
     theirs = services.conversation_create(owner=bob)
     theirs.title = "bob's chat"
     theirs.save()
-    html = alice_client.get(reverse("chat")).content.decode()
+    response = alice_client.get(reverse("chat"))
+    assert response.status_code == 200
+    html = response.content.decode()
     assert "bob&#x27;s chat" not in html and "bob's chat" not in html
     assert html.index("newer chat") < html.index("older chat")
 
 
 def test_sidebar_query_count_does_not_grow_with_conversations(alice_client, alice, django_assert_max_num_queries):
     for i in range(30):
-        services.conversation_create(owner=alice)
+        conversation = services.conversation_create(owner=alice)
+        conversation.title = f"listed chat {i:02d}"
+        conversation.save()
     with django_assert_max_num_queries(8):
-        alice_client.get(reverse("chat"))
+        response = alice_client.get(reverse("chat"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert all(f"listed chat {i:02d}" in html for i in range(30))
 
 
 def test_new_conversation_uses_chosen_preset_and_model(alice_client, alice, settings):
@@ -73,23 +80,30 @@ def test_new_conversation_uses_chosen_preset_and_model(alice_client, alice, sett
     model = "claude-haiku-5-5"
     response = alice_client.post(reverse("conversation_new"), {"preset": preset.pk, "model": model, "message": "ahoy"})
     conversation = Conversation.objects.get(owner=alice)
-    assert response["Location"] == reverse("conversation_detail", args=[conversation.pk])
+    assert response.status_code == 302 and response["Location"] == reverse("conversation_detail", args=[conversation.pk])
     assert conversation.system_prompt == "Talk like a pirate." and conversation.model == model
-    page = alice_client.get(response["Location"]).content.decode()
-    assert '"pendingMessage": "ahoy"' in page  # the first message goes out over the websocket
+    page = alice_client.get(response["Location"])
+    assert page.status_code == 200
+    assert '"pendingMessage": "ahoy"' in page.content.decode()  # the first message goes out over the websocket
 
 
 def test_new_conversation_rejects_unknown_model_and_inactive_preset(alice_client, alice):
     inactive = SystemPrompt.objects.create(name="Old", text="x", is_active=False)
-    alice_client.post(reverse("conversation_new"), {"model": "gpt-4"})
-    alice_client.post(reverse("conversation_new"), {"preset": inactive.pk})
+    for form, said in (({"model": "gpt-4"}, "That model is not offered on this server."),
+                       ({"preset": inactive.pk}, "That system prompt is not available.")):
+        response = alice_client.post(reverse("conversation_new"), form, follow=True)
+        assert response.redirect_chain == [(reverse("chat"), 302)], form
+        assert response.status_code == 200
+        assert said in response.content.decode()  # told why, on the page they come back to
     assert not Conversation.objects.filter(owner=alice).exists()
 
 
 def test_stored_reply_with_script_payload_renders_inert(alice_client, alice):
     conversation = services.conversation_create(owner=alice)
     _reply(conversation, 'Hi <script>alert(1)</script> <img src=x onerror="alert(2)"> [x](javascript:alert(3))')
-    html = alice_client.get(reverse("conversation_detail", args=[conversation.pk])).content.decode()
+    response = alice_client.get(reverse("conversation_detail", args=[conversation.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
     thread = html[html.index('id="thread"'):html.index('id="composer"')]
     assert "<script>alert" not in thread
     assert "<img" not in thread
@@ -102,28 +116,36 @@ def test_streaming_reply_text_is_passed_as_json_not_html(alice_client, alice):
     reply = _reply(conversation, "</script><script>alert(1)</script>", status=Message.Status.STREAMING)
     reply.generation_id = Message.new_generation_id()
     reply.save()
-    html = alice_client.get(reverse("conversation_detail", args=[conversation.pk])).content.decode()
+    response = alice_client.get(reverse("conversation_detail", args=[conversation.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
     assert "</script><script>alert(1)" not in html
     assert "\\u003C/script\\u003E" in html  # json_script escapes it
 
 
 def test_offline_badge_shown_without_api_key(alice_client, settings):
     settings.CHATSITE_OFFLINE_DEMO = True
-    assert "Offline demo model" in alice_client.get(reverse("chat")).content.decode()
+    response = alice_client.get(reverse("chat"))
+    assert response.status_code == 200 and "Offline demo model" in response.content.decode()
     settings.CHATSITE_OFFLINE_DEMO = False
-    assert "Offline demo model" not in alice_client.get(reverse("chat")).content.decode()
+    response = alice_client.get(reverse("chat"))
+    assert response.status_code == 200 and "Offline demo model" not in response.content.decode()
 
 
 def test_api_key_never_reaches_the_browser(alice_client, alice, settings):
     settings.ANTHROPIC_API_KEY = "sk-ant-secret-value"
     conversation = services.conversation_create(owner=alice)
     for url in (reverse("chat"), reverse("conversation_detail", args=[conversation.pk])):
-        assert "sk-ant-secret-value" not in alice_client.get(url).content.decode()
+        response = alice_client.get(url)
+        assert response.status_code == 200, url
+        assert "sk-ant-secret-value" not in response.content.decode()
 
 
 def test_stream_stats_are_for_staff_only(client, alice, admin_user):
     client.force_login(alice)
     assert client.get(reverse("ops_streams")).status_code == 404
     client.force_login(admin_user)
-    data = client.get(reverse("ops_streams")).json()
+    response = client.get(reverse("ops_streams"))
+    assert response.status_code == 200
+    data = response.json()
     assert data["live_generations"] == 0 and "checkpoints" in data["stats"]
